@@ -1,0 +1,1 @@
+"""Side-by-side benchmarks of holdall against its peers and baselines."""

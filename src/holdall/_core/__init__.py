@@ -1,0 +1,1 @@
+"""Shared machinery that no user imports directly: keys, locations, atomic writes, codecs."""

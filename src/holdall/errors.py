@@ -1,0 +1,195 @@
+"""Every exception and warning holdall raises, in one hierarchy rooted at `HoldallError`.
+
+Each class also derives from the closest builtin, so ``except KeyError`` keeps working for
+code written against the seed APIs. Every error keeps the offending objects as attributes
+(``key``, ``path``, ``expected``, ``got``) so callers need not parse messages.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ArchiveExistsError",
+    "BackendUnavailableError",
+    "ClosedStorageError",
+    "CollectiveMismatchError",
+    "ConversionError",
+    "CorruptedFileError",
+    "HoldallError",
+    "HoldallWarning",
+    "IntegrityError",
+    "InvalidKeyError",
+    "InvalidValueError",
+    "KeyNotFoundError",
+    "ReadOnlyStorageError",
+    "SchemaError",
+    "SchemaVersionError",
+    "UnsupportedTypeError",
+    "WorkspaceLockedError",
+]
+
+
+class HoldallError(Exception):
+    """Base class of every error raised by holdall."""
+
+
+class HoldallWarning(UserWarning):
+    """Base class of every warning emitted by holdall."""
+
+
+class KeyNotFoundError(HoldallError, KeyError):
+    """A key, id or field that does not exist was asked for.
+
+    Also a `KeyError`, so ``except KeyError`` written against the seed APIs still works.
+    """
+
+    def __init__(self, message: str, *, key: str | None = None) -> None:
+        super().__init__(message)
+        self.key = key
+
+    def __str__(self) -> str:
+        # KeyError.__str__ would wrap the message in quotes; show it as written.
+        return str(self.args[0]) if self.args else ""
+
+
+class InvalidKeyError(HoldallError, ValueError):
+    """A key or name is malformed: empty, absolute, with ``.``/``..``, NUL or backslash, or reserved."""
+
+    def __init__(self, message: str, *, key: object = None) -> None:
+        super().__init__(message)
+        self.key = key
+
+
+class InvalidValueError(HoldallError, ValueError):
+    """A value has the right type but cannot be stored: NaN, wrong shape, length or dtype."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        key: str | None = None,
+        expected: object = None,
+        got: object = None,
+    ) -> None:
+        super().__init__(message)
+        self.key = key
+        self.expected = expected
+        self.got = got
+
+
+class UnsupportedTypeError(HoldallError, TypeError):
+    """A value's type cannot be stored by this backend (holdall never pickles silently)."""
+
+    def __init__(self, message: str, *, key: str | None = None, got: object = None) -> None:
+        super().__init__(message)
+        self.key = key
+        self.got = got
+
+
+class SchemaError(HoldallError, ValueError):
+    """Data or metadata violates the schema set on a store."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        key: str | None = None,
+        expected: object = None,
+        got: object = None,
+    ) -> None:
+        super().__init__(message)
+        self.key = key
+        self.expected = expected
+        self.got = got
+
+
+class ReadOnlyStorageError(HoldallError, PermissionError):
+    """A write, delete or compression was attempted on a read-only store or archive."""
+
+    def __init__(self, message: str, *, path: str | None = None) -> None:
+        super().__init__(message)
+        self.path = path
+
+
+class ClosedStorageError(HoldallError, ValueError):
+    """A store, workspace or file was used after `close()` (like I/O on a closed file)."""
+
+    def __init__(self, message: str, *, path: str | None = None) -> None:
+        super().__init__(message)
+        self.path = path
+
+
+class CorruptedFileError(HoldallError, OSError):
+    """A file is truncated, damaged or not in the format it claims to be."""
+
+    def __init__(self, message: str, *, path: str | None = None) -> None:
+        super().__init__(message)
+        self.path = path
+
+
+class IntegrityError(CorruptedFileError):
+    """A checksum does not match the bytes it protects."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        path: str | None = None,
+        expected: object = None,
+        got: object = None,
+    ) -> None:
+        super().__init__(message, path=path)
+        self.expected = expected
+        self.got = got
+
+
+class ArchiveExistsError(HoldallError, FileExistsError):
+    """A destination file or archive already exists and overwriting it was not asked for."""
+
+    def __init__(self, message: str, *, path: str | None = None) -> None:
+        super().__init__(message)
+        self.path = path
+
+
+class SchemaVersionError(HoldallError, RuntimeError):
+    """An on-disk file was written with a schema version this holdall cannot use as is."""
+
+    def __init__(
+        self, message: str, *, path: str | None = None, expected: object = None, got: object = None
+    ) -> None:
+        super().__init__(message)
+        self.path = path
+        self.expected = expected
+        self.got = got
+
+
+class WorkspaceLockedError(HoldallError, TimeoutError):
+    """Another process held the workspace's write lock for longer than the configured wait."""
+
+    def __init__(self, message: str, *, path: str | None = None, waited_s: float | None = None) -> None:
+        super().__init__(message)
+        self.path = path
+        self.waited_s = waited_s
+
+
+class CollectiveMismatchError(HoldallError, ValueError):
+    """MPI ranks passed different arguments (field names, dtypes) to a collective operation."""
+
+    def __init__(self, message: str, *, key: str | None = None) -> None:
+        super().__init__(message)
+        self.key = key
+
+
+class ConversionError(HoldallError, RuntimeError):
+    """`convert_storage` could not copy a store (nothing to copy, or a key failed)."""
+
+    def __init__(self, message: str, *, key: str | None = None) -> None:
+        super().__init__(message)
+        self.key = key
+
+
+class BackendUnavailableError(HoldallError, ImportError):
+    """An optional dependency is missing; the message names the extra to install."""
+
+    def __init__(self, message: str, *, extra: str | None = None) -> None:
+        super().__init__(message)
+        self.extra = extra
