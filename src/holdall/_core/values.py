@@ -1,0 +1,266 @@
+"""The value model every storage backend shares: what can be stored, and how it comes back.
+
+`encode_value` turns a Python value into a tree of `Group` (a dict) and `Leaf` nodes, checking
+types once for all backends. A leaf carries a *kind* that says how to rebuild the exact Python
+type on load (a Python ``int`` comes back as ``int``, ``np.int32(3)`` as ``np.int32``, a list
+as a list) and, for most kinds, one numpy array holding the data. Nothing is ever pickled:
+anything outside the model raises `UnsupportedTypeError`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+
+from holdall._core.keys import validate_name
+from holdall.errors import InvalidValueError, UnsupportedTypeError
+
+__all__ = [
+    "Group",
+    "Leaf",
+    "LeafKind",
+    "Node",
+    "check_no_nan",
+    "decode_leaf",
+    "decode_node",
+    "encode_value",
+    "parse_array",
+]
+
+LeafKind = Literal[
+    "array",  # numpy ndarray (any shape, including 0-d)
+    "numpy",  # numpy scalar such as np.float32(1.5)
+    "int",
+    "float",
+    "bool",
+    "complex",
+    "str",
+    "bytes",
+    "none",
+    "list",  # list of one scalar type, rectangular: stored as one array
+    "tuple",
+    "items",  # any other list: one child node per item
+    "titems",  # any other tuple
+]
+
+#: dtype kinds stored natively: bool, signed/unsigned int, float, complex, str, bytes.
+_STORABLE_KINDS = frozenset("biufcUS")
+_INT64 = np.iinfo(np.int64)
+
+
+@dataclass(frozen=True, slots=True)
+class Leaf:
+    """A stored value that is not a dict."""
+
+    kind: LeafKind
+    """How to rebuild the Python value (see `LeafKind`)."""
+    array: np.ndarray[Any, Any] | None = None
+    """The data, for every kind but ``none``, ``items`` and ``titems``."""
+    items: tuple[Node, ...] = ()
+    """The children of an ``items``/``titems`` leaf, in order."""
+
+
+@dataclass(frozen=True, slots=True)
+class Group:
+    """A dict: named children, each a `Leaf` or a `Group`."""
+
+    children: dict[str, Node] = field(default_factory=dict)
+
+
+Node = Leaf | Group
+
+
+def parse_array(array: np.ndarray[Any, Any], *, key: str) -> np.ndarray[Any, Any]:
+    """Check that `array` has a storable dtype and return it (object arrays of str become ``<U``).
+
+    Raises `UnsupportedTypeError` for structured, datetime, void and object dtypes that are not
+    all strings.
+    """
+    kind = array.dtype.kind
+    if kind in _STORABLE_KINDS and array.dtype.fields is None:
+        return array
+    if kind == "O":
+        flat = array.ravel()
+        if all(isinstance(item, str) for item in flat):
+            return array
+        bad = next(item for item in flat if not isinstance(item, str))
+        raise UnsupportedTypeError(
+            f"cannot store {key!r}: object arrays may only hold str, found {type(bad).__name__}; "
+            "convert it to a numeric or string dtype first (holdall never pickles arrays)",
+            key=key,
+            got=array.dtype,
+        )
+    raise UnsupportedTypeError(
+        f"cannot store {key!r}: dtype {array.dtype} is not supported; supported are bool, "
+        "integers, floats, complex, str and bytes",
+        key=key,
+        got=array.dtype,
+    )
+
+
+def check_no_nan(array: np.ndarray[Any, Any], *, key: str) -> None:
+    """Raise `InvalidValueError` if a float or complex `array` holds NaN."""
+    if array.dtype.kind in "fc" and array.size and np.isnan(array).any():
+        count = int(np.count_nonzero(np.isnan(array)))
+        raise InvalidValueError(
+            f"cannot store {key!r}: it holds {count} NaN value(s) out of {array.size}; "
+            "clean the data, or open the storage with allow_nan=True to keep them",
+            key=key,
+            expected="no NaN",
+            got=f"{count} NaN",
+        )
+
+
+def _uniform_list_type(value: list[Any] | tuple[Any, ...]) -> tuple[type, tuple[int, ...]] | None:
+    """The one scalar type and the shape of a rectangular nested list (or tuple), else None.
+
+    Only lists whose leaves all have exactly one type among bool, int, float and str, and whose
+    inner containers all have the outer container's type, qualify: those come back unchanged
+    from ``np.array(value).tolist()``.
+    """
+    container = type(value)
+    seen: set[type] = set()
+    shape: list[int] = []
+
+    def walk(node: object, depth: int) -> bool:
+        if type(node) is container:
+            items: list[Any] | tuple[Any, ...] = node  # type: ignore[assignment]
+            if len(shape) == depth:
+                shape.append(len(items))
+            elif len(shape) < depth or shape[depth] != len(items):
+                return False
+            return all(walk(item, depth + 1) for item in items)
+        if len(shape) != depth or type(node) not in (bool, int, float, str):
+            return False
+        seen.add(type(node))
+        return len(seen) == 1
+
+    if not walk(value, 0):
+        return None
+    scalar_type = next(iter(seen)) if seen else float
+    return scalar_type, tuple(shape)
+
+
+def _encode_sequence(value: list[Any] | tuple[Any, ...], *, key: str, reject_nan: bool) -> Leaf:
+    is_tuple = isinstance(value, tuple)
+    uniform = _uniform_list_type(value)
+    if uniform is not None:
+        scalar_type, shape = uniform
+        dtype: Any = {bool: np.bool_, int: np.int64, float: np.float64, str: np.str_}[scalar_type]
+        try:
+            array = np.array(value, dtype=dtype)
+        except OverflowError:
+            array = None
+        if array is not None and array.shape == shape:
+            if reject_nan:
+                check_no_nan(array, key=key)
+            return Leaf("tuple" if is_tuple else "list", array)
+    items = tuple(
+        encode_value(item, key=f"{key}[{index}]", reject_nan=reject_nan)
+        for index, item in enumerate(value)
+    )
+    return Leaf("titems" if is_tuple else "items", items=items)
+
+
+def encode_value(value: object, *, key: str, reject_nan: bool = False) -> Node:
+    """Check `value` and turn it into a node tree; arrays are copied so later mutation is harmless.
+
+    Parameters
+    ----------
+    value
+        What the caller wants to store.
+    key
+        The key it goes under, for error messages.
+    reject_nan
+        Raise `InvalidValueError` when a float or complex array or scalar holds NaN.
+    """
+    if isinstance(value, dict):
+        children: dict[str, Node] = {}
+        for name, child in value.items():
+            validate_name(name, what=f"dict key in {key!r}")
+            children[name] = encode_value(child, key=f"{key}/{name}", reject_nan=reject_nan)
+        return Group(children)
+    leaf = _encode_leaf(value, key=key)
+    if reject_nan and leaf.array is not None:
+        check_no_nan(leaf.array, key=key)
+    return leaf
+
+
+def _encode_leaf(value: object, *, key: str) -> Leaf:
+    if isinstance(value, np.ndarray):
+        return Leaf("array", np.array(parse_array(value, key=key), copy=True))
+    if isinstance(value, np.generic):
+        return Leaf("numpy", parse_array(np.asarray(value), key=key).copy())
+    if value is None:
+        return Leaf("none")
+    if isinstance(value, bool):
+        return Leaf("bool", np.array(value, dtype=np.bool_))
+    if isinstance(value, int):
+        if not _INT64.min <= value <= _INT64.max:
+            raise InvalidValueError(
+                f"cannot store {key!r}: int {value} does not fit in 64 bits; store it as a str",
+                key=key,
+                expected="an int within int64",
+                got=value,
+            )
+        return Leaf("int", np.array(value, dtype=np.int64))
+    if isinstance(value, float):
+        return Leaf("float", np.array(value, dtype=np.float64))
+    if isinstance(value, complex):
+        return Leaf("complex", np.array(value, dtype=np.complex128))
+    if isinstance(value, str):
+        return Leaf("str", np.array(value, dtype=np.str_))
+    if isinstance(value, bytes | bytearray):
+        return Leaf("bytes", np.frombuffer(bytes(value), dtype=np.uint8).copy())
+    if isinstance(value, list | tuple):
+        return _encode_sequence(value, key=key, reject_nan=False)
+    raise UnsupportedTypeError(
+        f"cannot store {key!r}: values of type {type(value).__module__}.{type(value).__qualname__} "
+        "are not supported; store numpy arrays, numbers, str, bytes, None, lists or dicts of these "
+        "(holdall never pickles silently)",
+        key=key,
+        got=type(value),
+    )
+
+
+def decode_leaf(leaf: Leaf) -> Any:
+    """Rebuild the Python value of `leaf`; arrays are returned as they are (no copy)."""
+    kind, array = leaf.kind, leaf.array
+    if kind == "none":
+        return None
+    if kind == "items":
+        return [decode_node(item) for item in leaf.items]
+    if kind == "titems":
+        return tuple(decode_node(item) for item in leaf.items)
+    if array is None:
+        raise InvalidValueError(f"leaf of kind {kind!r} has no data")
+    if kind == "array":
+        return array
+    if kind == "numpy":
+        return array[()]
+    if kind == "bytes":
+        return array.tobytes()
+    if kind == "list":
+        return array.tolist()
+    if kind == "tuple":
+        return _to_tuples(array.tolist())
+    # int, float, bool, complex, str: Python scalars.
+    return array[()].item()
+
+
+def _to_tuples(value: Any) -> Any:
+    if isinstance(value, list):
+        return tuple(_to_tuples(item) for item in value)
+    return value
+
+
+def decode_node(node: Node) -> Any:
+    """Rebuild the Python value of a node tree, copying arrays so the caller owns them."""
+    if isinstance(node, Group):
+        return {name: decode_node(child) for name, child in node.children.items()}
+    value = decode_leaf(node)
+    if isinstance(value, np.ndarray):
+        return value.copy()
+    return value
