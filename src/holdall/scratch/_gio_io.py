@@ -25,7 +25,7 @@ from holdall.scratch._gio_format import (
     decode_header,
 )
 
-__all__ = ["NATIVE", "map_columns", "pwrite_all", "read_columns", "read_header"]
+__all__ = ["NATIVE", "map_columns", "pread_into", "pwrite_all", "read_columns", "read_header"]
 
 NATIVE = "<" if np.little_endian else ">"
 
@@ -109,7 +109,7 @@ def _read_block(
             raise CorruptedFileError(
                 f"{what} has a {size}-byte block, expected {dest.nbytes}", path=path
             )
-        _pread_into(fd, dest, offset, what)
+        pread_into(fd, dest, offset, what)
         if verify:
             _check_crc(crc64(dest), crc_from_trailer(trailer), what, path)
         return
@@ -171,7 +171,7 @@ def _check_crc(got: int, expected: int, what: str, path: str) -> None:
         )
 
 
-def _pread_into(fd: int, dest: memoryview, offset: int, what: str) -> None:
+def pread_into(fd: int, dest: memoryview, offset: int, what: str) -> None:
     done = 0
     while done < dest.nbytes:
         count = os.preadv(fd, [dest[done:]], offset + done)
@@ -182,5 +182,5 @@ def _pread_into(fd: int, dest: memoryview, offset: int, what: str) -> None:
 
 def _pread_exact(fd: int, size: int, offset: int, what: str) -> bytearray:
     buffer = bytearray(size)
-    _pread_into(fd, memoryview(buffer), offset, what)
+    pread_into(fd, memoryview(buffer), offset, what)
     return buffer
