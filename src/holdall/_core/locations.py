@@ -51,6 +51,10 @@ class Location(ABC):
         """The location `name` in the same folder as this one."""
 
     @abstractmethod
+    def parent(self) -> Location:
+        """The folder holding this location."""
+
+    @abstractmethod
     def exists(self) -> bool:
         """True when a file or folder is here."""
 
@@ -116,6 +120,9 @@ class LocalLocation(Location):
     def sibling(self, name: str) -> LocalLocation:
         return LocalLocation(self.path.with_name(name))
 
+    def parent(self) -> LocalLocation:
+        return LocalLocation(self.path.parent)
+
     def exists(self) -> bool:
         return self.path.exists()
 
@@ -175,8 +182,10 @@ class FsspecLocation(Location):
         return FsspecLocation(self.fs, f"{self.path}/{relative}", self.protocol)
 
     def sibling(self, name: str) -> FsspecLocation:
-        parent = self.path.rsplit("/", 1)[0]
-        return FsspecLocation(self.fs, f"{parent}/{name}", self.protocol)
+        return self.parent().child(name)
+
+    def parent(self) -> FsspecLocation:
+        return FsspecLocation(self.fs, self.path.rsplit("/", 1)[0], self.protocol)
 
     def exists(self) -> bool:
         return bool(self.fs.exists(self.path))

@@ -231,9 +231,9 @@ def decode_leaf(leaf: Leaf) -> Any:
     if kind == "none":
         return None
     if kind == "items":
-        return [decode_node(item) for item in leaf.items]
+        return [decode_node(item, copy=False) for item in leaf.items]
     if kind == "titems":
-        return tuple(decode_node(item) for item in leaf.items)
+        return tuple(decode_node(item, copy=False) for item in leaf.items)
     if array is None:
         raise InvalidValueError(f"leaf of kind {kind!r} has no data")
     if kind == "array":
@@ -256,11 +256,15 @@ def _to_tuples(value: Any) -> Any:
     return value
 
 
-def decode_node(node: Node) -> Any:
-    """Rebuild the Python value of a node tree, copying arrays so the caller owns them."""
+def decode_node(node: Node, *, copy: bool = True) -> Any:
+    """Rebuild the Python value of a node tree.
+
+    With `copy` (the default) arrays are copied so the caller owns them; backends that have
+    just decoded fresh arrays pass ``copy=False``.
+    """
     if isinstance(node, Group):
-        return {name: decode_node(child) for name, child in node.children.items()}
+        return {name: decode_node(child, copy=copy) for name, child in node.children.items()}
     value = decode_leaf(node)
-    if isinstance(value, np.ndarray):
+    if copy and isinstance(value, np.ndarray):
         return value.copy()
     return value

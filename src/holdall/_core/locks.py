@@ -1,0 +1,175 @@
+"""Inter-process locks on a lock file (POSIX ``flock``), with a bounded wait.
+
+`InterProcessLock` is a readers-writer lock between processes: shared holders read,
+one exclusive holder writes. The kernel releases an ``flock`` when its holder dies, however
+it dies (``SIGKILL`` included), so a lock left by a dead process never blocks anyone: stale
+locks recover by construction. The exclusive holder writes its pid, host and start time
+into the lock file so that a timeout can say who held the lock, and whether that process is
+still alive.
+
+`WaiterSignal` lets a holder that keeps a lock between operations (a lease) learn that
+another process is waiting, so it can hand the lock over at the next safe point.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import socket
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+from holdall.errors import WorkspaceLockedError
+
+__all__ = ["InterProcessLock", "WaiterSignal", "pid_is_alive"]
+
+_FIRST_POLL_S = 0.001
+_MAX_POLL_S = 0.02
+
+
+def pid_is_alive(pid: int) -> bool:
+    """True when a process with id `pid` exists on this host."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _open_lock_file(path: Path) -> int:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+
+
+class InterProcessLock:
+    """A shared/exclusive lock between processes on the file `path`.
+
+    Parameters
+    ----------
+    path
+        The lock file; created when missing and never deleted (deleting a lock file
+        while another process waits on it would let two processes hold "the" lock).
+    what
+        How to name the locked thing in error messages.
+
+    Notes
+    -----
+    Each instance holds its own file descriptor, so two instances in one process
+    exclude each other exactly as two processes do.
+    """
+
+    def __init__(self, path: Path, *, what: str) -> None:
+        self.path = Path(path)
+        self.what = what
+        self._fd: int | None = None
+        self._shared = False
+
+    @property
+    def is_held(self) -> bool:
+        """True while this instance holds the lock (shared or exclusive)."""
+        return self._fd is not None
+
+    def acquire(self, *, shared: bool, timeout_s: float) -> None:
+        """Take the lock, waiting at most `timeout_s` seconds.
+
+        Raises
+        ------
+        WorkspaceLockedError
+            When the lock is still held by another holder after `timeout_s`; the message
+            names the holder's pid and host and says whether it is still alive.
+        """
+        if self._fd is not None:
+            raise RuntimeError(f"{self.what}: lock {self.path} is already held by this instance")
+        fd = _open_lock_file(self.path)
+        operation = (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB
+        start = time.monotonic()
+        poll = _FIRST_POLL_S
+        while True:
+            try:
+                fcntl.flock(fd, operation)
+                break
+            except BlockingIOError:
+                waited = time.monotonic() - start
+                if waited >= timeout_s:
+                    os.close(fd)
+                    raise WorkspaceLockedError(
+                        f"{self.what}: could not take the {'read' if shared else 'write'} lock "
+                        f"{self.path} within {timeout_s:g} s; {self.describe_owner()}. "
+                        "Wait for that process to finish, or raise lock_timeout.",
+                        path=str(self.path),
+                        waited_s=waited,
+                    ) from None
+                time.sleep(min(poll, max(timeout_s - waited, 0.0)))
+                poll = min(poll * 2, _MAX_POLL_S)
+        self._fd = fd
+        self._shared = shared
+        if not shared:
+            owner = {"pid": os.getpid(), "host": socket.gethostname(), "since": time.time()}
+            payload = json.dumps(owner).encode()
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, payload, 0)
+
+    def release(self) -> None:
+        """Release the lock; releasing a lock that is not held does nothing."""
+        fd, self._fd = self._fd, None
+        if fd is None:
+            return
+        if not self._shared:
+            os.ftruncate(fd, 0)
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
+
+    def describe_owner(self) -> str:
+        """A sentence naming the last exclusive holder recorded in the lock file."""
+        try:
+            owner = json.loads(self.path.read_bytes() or b"null")
+        except (OSError, ValueError):
+            owner = None
+        if not isinstance(owner, dict):
+            return "it is held by one or more readers (shared lock)"
+        pid, host = int(owner.get("pid", -1)), str(owner.get("host", "?"))
+        since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(float(owner.get("since", 0))))
+        state = ""
+        if host == socket.gethostname():
+            state = " (alive)" if pid_is_alive(pid) else (
+                " (that process is dead: the lock file is stale, but the kernel already released "
+                "its lock, so the current holder is another process)"
+            )
+        return f"last writer was pid {pid} on {host} since {since}{state}"
+
+
+class WaiterSignal:
+    """Tell a lock holder that someone is waiting, through a second lock file.
+
+    Waiters hold a shared ``flock`` on the file while they wait; the holder probes with
+    a non-blocking exclusive ``flock``, which fails exactly when at least one waiter is there.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+
+    @contextlib.contextmanager
+    def waiting(self) -> Iterator[None]:
+        """Announce a waiter for the duration of the block."""
+        fd = _open_lock_file(self.path)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH)
+            yield
+        finally:
+            os.close(fd)
+
+    def anyone_waiting(self) -> bool:
+        """True when at least one other holder announced it is waiting."""
+        fd = _open_lock_file(self.path)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        finally:
+            os.close(fd)
+        return False

@@ -1,0 +1,485 @@
+"""Encode and decode Zarr arrays directly with numcodecs, without zarr-python's per-array cost.
+
+zarr-python spends milliseconds creating each array; a per-part store of 50 small arrays
+would take a quarter second. `ArraySpec` describes one array's on-disk layout (the fields of
+a Zarr v2 ``.zarray`` or v3 ``zarr.json`` document); `encode_array` turns a numpy array into
+those documents plus its chunk bytes, and `decode_array` reads them back, decompressing
+chunks in parallel straight into the output. What comes out is standard Zarr that
+zarr-python and xarray read. Layouts this module does not handle (sharding, transposes,
+exotic filters) are reported by `parse_array_document` returning None, and the caller falls
+back to zarr-python.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from functools import lru_cache
+from itertools import product
+from typing import Any, Literal
+
+import numcodecs
+import numpy as np
+from numcodecs.abc import Codec
+
+from holdall.errors import CorruptedFileError
+
+__all__ = [
+    "ArraySpec",
+    "Compression",
+    "choose_chunks",
+    "decode_array",
+    "encode_array",
+    "group_documents",
+    "parse_array_document",
+]
+
+ZarrFormat = Literal[2, 3]
+#: Codec presets: "default" (chosen by measurement, see docs/benchmarks.md), "zstd12" (the
+#: seeds' configuration: Zstd level 12, delta filter on integers) and "none".
+Compression = Literal["default", "zstd12", "none"]
+
+_V3_TYPES = {
+    "b": {1: "bool"},
+    "i": {1: "int8", 2: "int16", 4: "int32", 8: "int64"},
+    "u": {1: "uint8", 2: "uint16", 4: "uint32", 8: "uint64"},
+    "f": {2: "float16", 4: "float32", 8: "float64"},
+    "c": {8: "complex64", 16: "complex128"},
+}
+_V3_NAMES = {name: (kind, size) for kind, sizes in _V3_TYPES.items() for size, name in sizes.items()}
+_BLOSC_SHUFFLE = {"noshuffle": 0, "shuffle": 1, "bitshuffle": 2}
+_BLOSC_SHUFFLE_NAMES = {value: name for name, value in _BLOSC_SHUFFLE.items()}
+
+#: Target uncompressed bytes per chunk (measured: see docs/benchmarks.md).
+DEFAULT_CHUNK_BYTES = 4 * 1024 * 1024
+
+
+@lru_cache(maxsize=1)
+def _pool() -> ThreadPoolExecutor:
+    """Threads for chunk (de)compression; numcodecs releases the GIL while it works."""
+    return ThreadPoolExecutor(max_workers=os.cpu_count() or 2, thread_name_prefix="holdall-codec")
+
+
+@dataclass(frozen=True, slots=True)
+class ArraySpec:
+    """The on-disk layout of one Zarr array."""
+
+    shape: tuple[int, ...]
+    """Array shape."""
+    dtype: np.dtype[Any]
+    """Stored dtype with its byte order (object for variable-length strings)."""
+    chunks: tuple[int, ...]
+    """Chunk shape of the regular grid."""
+    filters: tuple[Codec, ...]
+    """Array-to-array codecs applied before serialization (for example Delta)."""
+    compressor: Codec | None
+    """Bytes-to-bytes codec applied after serialization."""
+    zarr_format: ZarrFormat
+    """2 or 3."""
+    separator: str = "/"
+    """Chunk key separator."""
+    v2_keys: bool = False
+    """For format 3: the "v2" chunk key encoding (no ``c`` prefix)."""
+    order: Literal["C", "F"] = "C"
+    """Memory order of chunks (format 2 only)."""
+    fill_value: Any = 0
+    """Value of chunks that were never written."""
+
+    @property
+    def is_string(self) -> bool:
+        """True for variable-length UTF-8 strings."""
+        return self.dtype.kind == "O"
+
+    def grid(self) -> tuple[int, ...]:
+        """Number of chunks along each axis."""
+        return tuple(math.ceil(s / c) if s else 0 for s, c in zip(self.shape, self.chunks, strict=True))
+
+    def chunk_indices(self) -> Iterator[tuple[int, ...]]:
+        """Every chunk index in C order."""
+        return product(*(range(n) for n in self.grid()))
+
+    def chunk_key(self, index: tuple[int, ...]) -> str:
+        """The store key of chunk `index`, relative to the array's folder."""
+        if self.zarr_format == 3 and not self.v2_keys:
+            return "c" + "".join(f"{self.separator}{i}" for i in index)
+        return self.separator.join(str(i) for i in index) if index else "0"
+
+    def region(self, index: tuple[int, ...]) -> tuple[slice, ...]:
+        """The part of the array that chunk `index` covers."""
+        return tuple(
+            slice(i * c, min((i + 1) * c, s)) for i, c, s in zip(index, self.chunks, self.shape, strict=True)
+        )
+
+    def encode_chunk(self, block: np.ndarray[Any, Any]) -> bytes:
+        """Compressed bytes of one chunk (padded to the full chunk shape when at an edge)."""
+        if block.shape != self.chunks:
+            padded = np.full(self.chunks, self.fill_value, dtype=block.dtype)
+            padded[tuple(slice(0, n) for n in block.shape)] = block
+            block = padded
+        if self.is_string:
+            raw: Any = np.frombuffer(_VLEN_UTF8.encode(np.ascontiguousarray(block, dtype=object).ravel()), dtype=np.uint8)
+        else:
+            values = np.ascontiguousarray(block, dtype=self.dtype.newbyteorder("="))
+            for codec in self.filters:
+                values = codec.encode(values)
+            raw = np.ascontiguousarray(values, dtype=self.dtype)
+        if self.compressor is None:
+            return bytes(raw.data)
+        return bytes(self.compressor.encode(raw))
+
+    def decode_chunk(self, data: bytes, *, path: str) -> np.ndarray[Any, Any]:
+        """The full chunk array stored in `data` (`CorruptedFileError` when it cannot be)."""
+        try:
+            raw = self.compressor.decode(data) if self.compressor is not None else data
+            if self.is_string:
+                flat = _VLEN_UTF8.decode(raw)
+                return np.asarray(flat, dtype=object).reshape(self.chunks, order=self.order)
+            values = np.frombuffer(raw, dtype=self.dtype)
+            values = values.astype(self.dtype.newbyteorder("="), copy=False)
+            for codec in reversed(self.filters):
+                values = np.frombuffer(codec.decode(values), dtype=values.dtype)
+            return values.reshape(self.chunks, order=self.order)
+        except (RuntimeError, ValueError, TypeError) as err:
+            raise CorruptedFileError(f"chunk {path} cannot be decoded: {err}", path=path) from err
+
+
+_VLEN_UTF8 = numcodecs.VLenUTF8()
+
+
+def choose_chunks(shape: tuple[int, ...], itemsize: int, target_bytes: int) -> tuple[int, ...]:
+    """Chunk shape of about `target_bytes`, splitting the leading axes first.
+
+    Chunks span whole trailing axes when they fit, so each chunk is one contiguous block of the
+    array in C order (decoded without a copy).
+    """
+    chunks = [max(1, s) for s in shape]
+    for axis in range(len(chunks)):
+        inner = itemsize * math.prod(chunks[axis + 1 :])
+        if inner * chunks[axis] <= target_bytes:
+            break
+        chunks[axis] = max(1, target_bytes // inner)
+        if inner <= target_bytes:
+            break
+    return tuple(chunks)
+
+
+def preset_codecs(dtype: np.dtype[Any], compression: Compression) -> tuple[tuple[Codec, ...], Codec | None]:
+    """(filters, compressor) of a compression preset for arrays of `dtype`."""
+    if compression == "none":
+        return (), None
+    kind = dtype.kind
+    is_int = kind in "iu"
+    delta: tuple[Codec, ...] = (numcodecs.Delta(dtype=dtype.newbyteorder("=").str),) if is_int else ()
+    if compression == "zstd12":
+        return delta, numcodecs.Zstd(level=12)
+    if kind in "OSU":
+        return (), numcodecs.Zstd(level=3)
+    shuffle = numcodecs.Blosc.BITSHUFFLE if is_int or kind == "b" else numcodecs.Blosc.SHUFFLE
+    return delta, numcodecs.Blosc(cname="zstd", clevel=1, shuffle=shuffle)
+
+
+def _fill_json(value: Any, dtype: np.dtype[Any]) -> Any:
+    if dtype.kind == "c":
+        return [float(np.real(value)), float(np.imag(value))]
+    if dtype.kind == "b":
+        return bool(value)
+    if dtype.kind == "f":
+        return float(value)
+    if dtype.kind in "iu":
+        return int(value)
+    return value
+
+
+def _codec_v3(codec: Codec, dtype: np.dtype[Any]) -> dict[str, Any]:
+    config = codec.get_config()
+    name = config.pop("id")
+    if name == "blosc":
+        return {
+            "name": "blosc",
+            "configuration": {
+                "typesize": dtype.itemsize,
+                "cname": config["cname"],
+                "clevel": config["clevel"],
+                "shuffle": _BLOSC_SHUFFLE_NAMES[config["shuffle"]],
+                "blocksize": config.get("blocksize", 0),
+            },
+        }
+    if name == "zstd":
+        return {"name": "zstd", "configuration": {"level": config["level"], "checksum": bool(config.get("checksum", False))}}
+    if name == "delta":
+        return {"name": "numcodecs.delta", "configuration": {"dtype": _V3_TYPES[dtype.kind][dtype.itemsize]}}
+    return {"name": f"numcodecs.{name}", "configuration": config}
+
+
+def _v3_data_type(dtype: np.dtype[Any]) -> Any:
+    if dtype.kind == "O":
+        return "string"
+    if dtype.kind == "S":
+        return {"name": "null_terminated_bytes", "configuration": {"length_bytes": dtype.itemsize}}
+    return _V3_TYPES[dtype.kind][dtype.itemsize]
+
+
+def array_documents(
+    spec: ArraySpec, *, attributes: dict[str, Any], dimension_names: list[str]
+) -> dict[str, bytes]:
+    """The metadata documents of `spec`: ``zarr.json`` (v3) or ``.zarray`` + ``.zattrs`` (v2)."""
+    if spec.zarr_format == 3:
+        codecs: list[dict[str, Any]] = [_codec_v3(c, spec.dtype) for c in spec.filters]
+        if spec.is_string:
+            codecs.append({"name": "vlen-utf8", "configuration": {}})
+        elif spec.dtype.itemsize > 1 and spec.dtype.kind not in "S":
+            endian = "big" if spec.dtype.byteorder == ">" else "little"
+            codecs.append({"name": "bytes", "configuration": {"endian": endian}})
+        else:
+            codecs.append({"name": "bytes"})
+        if spec.compressor is not None:
+            codecs.append(_codec_v3(spec.compressor, spec.dtype))
+        document: dict[str, Any] = {
+            "zarr_format": 3,
+            "node_type": "array",
+            "shape": list(spec.shape),
+            "data_type": _v3_data_type(spec.dtype),
+            "chunk_grid": {"name": "regular", "configuration": {"chunk_shape": list(spec.chunks)}},
+            "chunk_key_encoding": {"name": "default", "configuration": {"separator": spec.separator}},
+            "fill_value": _fill_json(spec.fill_value, spec.dtype) if spec.dtype.kind not in "OS" else "",
+            "codecs": codecs,
+            "attributes": attributes,
+            "dimension_names": dimension_names,
+        }
+        return {"zarr.json": _dumps(document)}
+    filters = [c.get_config() for c in spec.filters]
+    if spec.is_string:
+        filters.append({"id": "vlen-utf8"})
+    zarray = {
+        "zarr_format": 2,
+        "shape": list(spec.shape),
+        "chunks": list(spec.chunks),
+        "dtype": "|O" if spec.is_string else spec.dtype.str,
+        "fill_value": None,
+        "order": "C",
+        "filters": filters or None,
+        "dimension_separator": spec.separator,
+        "compressor": spec.compressor.get_config() if spec.compressor is not None else None,
+    }
+    zattrs = {**attributes, "_ARRAY_DIMENSIONS": dimension_names}
+    return {".zarray": _dumps(zarray), ".zattrs": _dumps(zattrs)}
+
+
+def group_documents(attributes: dict[str, Any], zarr_format: ZarrFormat) -> dict[str, bytes]:
+    """The metadata documents of a group."""
+    if zarr_format == 3:
+        return {"zarr.json": _dumps({"zarr_format": 3, "node_type": "group", "attributes": attributes})}
+    docs = {".zgroup": _dumps({"zarr_format": 2})}
+    if attributes:
+        docs[".zattrs"] = _dumps(attributes)
+    return docs
+
+
+def _dumps(document: dict[str, Any]) -> bytes:
+    return json.dumps(document, separators=(",", ":"), allow_nan=False).encode()
+
+
+def new_spec(
+    array: np.ndarray[Any, Any], *, zarr_format: ZarrFormat, compression: Compression, chunk_bytes: int
+) -> ArraySpec:
+    """The layout holdall writes for `array`."""
+    dtype = np.dtype(object) if array.dtype.kind in "UO" else array.dtype
+    itemsize = max(array.dtype.itemsize, 1) if dtype.kind != "O" else 16
+    filters, compressor = preset_codecs(dtype, compression)
+    return ArraySpec(
+        shape=array.shape,
+        dtype=dtype,
+        chunks=choose_chunks(array.shape, itemsize, chunk_bytes),
+        filters=filters,
+        compressor=compressor,
+        zarr_format=zarr_format,
+        separator="/" if zarr_format == 3 else ".",
+        fill_value="" if dtype.kind == "O" else (b"" if dtype.kind == "S" else np.zeros((), dtype)[()]),
+    )
+
+
+def encode_array(spec: ArraySpec, array: np.ndarray[Any, Any]) -> Iterator[tuple[str, bytes]]:
+    """Yield (chunk key, compressed bytes) for every chunk of `array`, compressing in parallel.
+
+    At most two chunks per worker are in flight, so memory stays bounded for large arrays.
+    """
+    if array.dtype.kind == "U":
+        array = array.astype(object)
+    indices = list(spec.chunk_indices())
+    if len(indices) <= 1:
+        for index in indices:
+            yield spec.chunk_key(index), spec.encode_chunk(array[(*spec.region(index), ...)])
+        return
+    pool = _pool()
+    window = 2 * (pool._max_workers or 2)
+    pending: list[Any] = []
+    for index in indices:
+        pending.append((index, pool.submit(spec.encode_chunk, array[(*spec.region(index), ...)])))
+        if len(pending) >= window:
+            done_index, future = pending.pop(0)
+            yield spec.chunk_key(done_index), future.result()
+    for done_index, future in pending:
+        yield spec.chunk_key(done_index), future.result()
+
+
+def decode_array(
+    spec: ArraySpec, get_chunk: Callable[[str], bytes | None], *, path: str
+) -> np.ndarray[Any, Any]:
+    """Read the whole array; missing chunks hold the fill value. Chunks decode in parallel."""
+    out_dtype = spec.dtype
+    out = np.empty(spec.shape, dtype=out_dtype)
+    indices = list(spec.chunk_indices())
+
+    def fill(index: tuple[int, ...]) -> None:
+        key = spec.chunk_key(index)
+        data = get_chunk(key)
+        region = spec.region(index)
+        if data is None:
+            out[region] = spec.fill_value if spec.fill_value is not None else 0
+            return
+        chunk = spec.decode_chunk(data, path=f"{path}/{key}")
+        out[region] = chunk[tuple(slice(0, r.stop - r.start) for r in region)]
+
+    if len(indices) <= 1:
+        for index in indices:
+            fill(index)
+    else:
+        for future in [_pool().submit(fill, index) for index in indices]:
+            future.result()
+    return out
+
+
+def _v3_codec(config: dict[str, Any]) -> Codec | None:
+    name = config["name"]
+    conf = dict(config.get("configuration", {}))
+    if name == "blosc":
+        return numcodecs.Blosc(
+            cname=conf["cname"], clevel=conf["clevel"], shuffle=_BLOSC_SHUFFLE[conf["shuffle"]], blocksize=conf.get("blocksize", 0)
+        )
+    if name == "zstd":
+        return numcodecs.Zstd(level=conf.get("level", 0), checksum=conf.get("checksum", False))
+    if name == "gzip":
+        return numcodecs.GZip(level=conf.get("level", 1))
+    if name.startswith("numcodecs."):
+        try:
+            return numcodecs.get_codec({"id": name.removeprefix("numcodecs."), **conf})
+        except (ValueError, KeyError, TypeError):
+            return None
+    return None
+
+
+def parse_array_document(documents: dict[str, Any]) -> ArraySpec | None:
+    """The `ArraySpec` of parsed metadata documents, or None when only zarr-python can read it.
+
+    `documents` holds the parsed ``zarr.json`` (v3) or ``.zarray`` (v2).
+    """
+    if "zarr.json" in documents:
+        return _parse_v3(documents["zarr.json"])
+    return _parse_v2(documents[".zarray"])
+
+
+def _parse_v3(doc: dict[str, Any]) -> ArraySpec | None:
+    data_type = doc["data_type"]
+    grid = doc.get("chunk_grid", {})
+    if grid.get("name") != "regular" or doc.get("storage_transformers"):
+        return None
+    encoding = doc.get("chunk_key_encoding", {"name": "default"})
+    separator = encoding.get("configuration", {}).get("separator", "/" if encoding["name"] == "default" else ".")
+    filters: list[Codec] = []
+    compressor: Codec | None = None
+    endian = "<"
+    serializer = None
+    for config in doc["codecs"]:
+        name = config["name"]
+        if name == "bytes":
+            serializer = "bytes"
+            endian = ">" if config.get("configuration", {}).get("endian") == "big" else "<"
+        elif name == "vlen-utf8":
+            serializer = "string"
+        elif serializer is None:
+            if name != "numcodecs.delta":
+                return None
+            codec = _v3_codec(config)
+            if codec is None:
+                return None
+            filters.append(codec)
+        else:
+            if compressor is not None:
+                return None
+            compressor = _v3_codec(config)
+            if compressor is None:
+                return None
+    if data_type == "string" and serializer == "string":
+        dtype: np.dtype[Any] = np.dtype(object)
+    elif isinstance(data_type, str) and data_type in _V3_NAMES and serializer == "bytes":
+        kind, size = _V3_NAMES[data_type]
+        dtype = np.dtype(f"{endian if size > 1 else '|'}{kind}{size}")
+    elif isinstance(data_type, dict) and data_type.get("name") == "null_terminated_bytes":
+        dtype = np.dtype(f"S{data_type['configuration']['length_bytes']}")
+    else:
+        return None
+    fill = doc.get("fill_value", 0)
+    if dtype.kind == "c" and isinstance(fill, list):
+        fill = complex(float(fill[0]), float(fill[1]))
+    elif dtype.kind == "f" and isinstance(fill, str):
+        fill = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}.get(fill, 0.0)
+    elif dtype.kind == "S":
+        fill = b""
+    return ArraySpec(
+        shape=tuple(doc["shape"]),
+        dtype=dtype,
+        chunks=tuple(grid["configuration"]["chunk_shape"]),
+        filters=tuple(filters),
+        compressor=compressor,
+        zarr_format=3,
+        separator=separator,
+        v2_keys=encoding["name"] == "v2",
+        fill_value=fill,
+    )
+
+
+def _parse_v2(doc: dict[str, Any]) -> ArraySpec | None:
+    raw_dtype = doc["dtype"]
+    if not isinstance(raw_dtype, str):
+        return None  # structured dtypes
+    filters: list[Codec] = []
+    is_string = False
+    for config in doc.get("filters") or []:
+        if config["id"] == "vlen-utf8":
+            is_string = True
+        elif config["id"] == "delta" and config.get("astype", config["dtype"]) == config["dtype"]:
+            filters.append(numcodecs.Delta(dtype=np.dtype(config["dtype"]).newbyteorder("=").str))
+        else:
+            return None
+    dtype = np.dtype(object) if is_string else np.dtype(raw_dtype)
+    if dtype.kind == "O" and not is_string:
+        return None
+    if dtype.kind not in "biufcSO":
+        return None
+    compressor_config = doc.get("compressor")
+    try:
+        compressor = numcodecs.get_codec(compressor_config) if compressor_config else None
+    except (ValueError, KeyError, TypeError):
+        return None
+    fill = doc.get("fill_value")
+    if fill is None:
+        fill = "" if is_string else (b"" if dtype.kind == "S" else 0)
+    elif dtype.kind == "f" and isinstance(fill, str):
+        fill = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}[fill]
+    elif dtype.kind == "c" and isinstance(fill, list):
+        fill = complex(float(fill[0]), float(fill[1]))
+    return ArraySpec(
+        shape=tuple(doc["shape"]),
+        dtype=dtype,
+        chunks=tuple(doc["chunks"]),
+        filters=tuple(filters),
+        compressor=compressor,
+        zarr_format=2,
+        separator=doc.get("dimension_separator", "."),
+        order=doc.get("order", "C"),
+        fill_value=fill,
+    )

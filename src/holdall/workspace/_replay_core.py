@@ -1,0 +1,88 @@
+"""Apply a fitted chain to new data: the replay logic, free of any holdall import.
+
+This module is the single implementation of chain replay. `holdall.workspace.replay_chain`
+calls it for chains in a workspace or in a bundle, and `export_chain(format="n4a.py")`
+copies its source verbatim into the standalone script, which therefore needs only numpy
+(and joblib or cloudpickle for the artifacts that use them).
+"""
+
+from __future__ import annotations
+
+import inspect
+import io
+import pickle
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+REFIT_FOLDS = ("fold_final", "final")
+"""Fold keys naming a single model refit on all data; when present it alone predicts."""
+
+
+def deserialize_bytes(data: bytes, fmt: str) -> Any:
+    """Rebuild an artifact from its bytes in format ``npy``, ``joblib`` or ``cloudpickle``."""
+    if fmt == "npy":
+        return np.load(io.BytesIO(data), allow_pickle=False)
+    if fmt == "joblib":
+        import joblib
+
+        return joblib.load(io.BytesIO(data))
+    if fmt == "cloudpickle":
+        import cloudpickle  # noqa: F401  (registers what cloudpickled objects need)
+
+        return pickle.loads(data)
+    raise ValueError(f"unknown artifact format {fmt!r}")
+
+
+def _as_ids(value: Any) -> list[str]:
+    if value is None or value == "":
+        return []
+    return [str(v) for v in value] if isinstance(value, list | tuple) else [str(value)]
+
+
+def _transform(operator: Any, X: np.ndarray, wavelengths: np.ndarray | None) -> np.ndarray:
+    """``operator.transform(X)``, passing `wavelengths` when the operator accepts them."""
+    if wavelengths is not None:
+        try:
+            parameters = inspect.signature(operator.transform).parameters
+        except (TypeError, ValueError):
+            parameters = {}  # type: ignore[assignment]
+        if "wavelengths" in parameters:
+            return np.asarray(operator.transform(X, wavelengths=wavelengths))
+    return np.asarray(operator.transform(X))
+
+
+def apply_chain(
+    chain: dict[str, Any],
+    load: Callable[[str], Any],
+    X: np.ndarray,
+    wavelengths: np.ndarray | None = None,
+) -> np.ndarray:
+    """Run `chain` on `X` and return the predictions.
+
+    Steps run in ``step_idx`` order. A step before the model applies the ``transform`` of
+    each artifact in ``shared_artifacts[str(step_idx)]`` (else its own ``artifact_id``);
+    stateless steps without artifact are skipped. The model step averages ``predict`` over
+    the fold models of ``fold_artifacts`` (only the refit model when there is one). A
+    prediction with one column is returned as a 1-D array.
+    """
+    fold = dict(chain.get("fold_artifacts") or {})
+    shared = dict(chain.get("shared_artifacts") or {})
+    model_idx = chain["model_step_idx"]
+    current = np.asarray(X)
+    for step in sorted(chain["steps"], key=lambda s: int(s["step_idx"])):
+        idx = int(step["step_idx"])
+        if idx == model_idx:
+            refit = [k for k in REFIT_FOLDS if fold.get(k)]
+            keys = refit[:1] if refit else sorted(fold, key=str)
+            ids = [i for k in keys for i in _as_ids(fold[k])] or _as_ids(step.get("artifact_id"))
+            if not ids:
+                raise ValueError(f"chain {chain.get('chain_id')!r} has no model artifact to predict with")
+            predictions = np.mean([np.asarray(load(i).predict(current)) for i in ids], axis=0)
+            if predictions.ndim == 2 and predictions.shape[1] == 1:
+                return predictions.reshape(-1)
+            return predictions
+        for artifact_id in _as_ids(shared.get(str(idx))) or _as_ids(step.get("artifact_id")):
+            current = _transform(load(artifact_id), current, wavelengths)
+    raise ValueError(f"chain {chain.get('chain_id')!r} has no step with model_step_idx={model_idx}")

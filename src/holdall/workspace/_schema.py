@@ -1,0 +1,171 @@
+"""The workspace database schema: DDL, version stamp, and the migration runner.
+
+The schema version lives in the one-row table ``holdall_schema``. Opening a file whose
+version differs from `SCHEMA_VERSION` never alters it: the store raises
+`SchemaVersionError` with the version found, the version expected and how to migrate.
+`migrate` applies the registered steps (`MIGRATIONS`) in one transaction, so a failed
+migration leaves the file as it was.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import duckdb
+
+from holdall.errors import SchemaVersionError
+
+__all__ = ["MIGRATIONS", "SCHEMA_VERSION", "TABLES", "ensure_schema", "migrate", "read_version"]
+
+SCHEMA_VERSION = 1
+"""Version of the schema this holdall writes. Bump it, and add a `MIGRATIONS` step, on change."""
+
+TABLES = ("runs", "pipelines", "chains", "predictions", "prediction_arrays", "artifacts", "logs")
+"""The seven tables of the seed, in dependency order (parents first)."""
+
+MIGRATIONS: dict[int, Callable[[duckdb.DuckDBPyConnection], None]] = {}
+"""``{from_version: step}``: each step upgrades a file from `from_version` to the next one."""
+
+_DDL = """
+CREATE TABLE holdall_schema (version INTEGER NOT NULL, created_at TIMESTAMP NOT NULL);
+CREATE TABLE runs (
+    run_id VARCHAR PRIMARY KEY, name VARCHAR NOT NULL, config JSON, datasets JSON,
+    status VARCHAR NOT NULL, created_at TIMESTAMP NOT NULL, completed_at TIMESTAMP,
+    summary JSON, error VARCHAR
+);
+CREATE TABLE pipelines (
+    pipeline_id VARCHAR PRIMARY KEY, run_id VARCHAR NOT NULL, name VARCHAR NOT NULL,
+    expanded_config JSON, generator_choices JSON, dataset_name VARCHAR NOT NULL,
+    dataset_hash VARCHAR, status VARCHAR NOT NULL, created_at TIMESTAMP NOT NULL,
+    completed_at TIMESTAMP, best_val DOUBLE, best_test DOUBLE, metric VARCHAR,
+    duration_ms BIGINT, error VARCHAR
+);
+CREATE TABLE chains (
+    chain_id VARCHAR PRIMARY KEY, pipeline_id VARCHAR NOT NULL, steps JSON NOT NULL,
+    model_step_idx INTEGER NOT NULL, model_class VARCHAR NOT NULL, preprocessings VARCHAR,
+    fold_strategy VARCHAR, fold_artifacts JSON, shared_artifacts JSON, branch_path JSON,
+    source_index INTEGER, artifact_ids VARCHAR[] NOT NULL, created_at TIMESTAMP NOT NULL
+);
+CREATE TABLE predictions (
+    prediction_id VARCHAR PRIMARY KEY, pipeline_id VARCHAR NOT NULL, chain_id VARCHAR,
+    dataset_name VARCHAR NOT NULL, model_name VARCHAR NOT NULL, model_class VARCHAR NOT NULL,
+    fold_id VARCHAR NOT NULL, partition VARCHAR NOT NULL, val_score DOUBLE,
+    test_score DOUBLE, train_score DOUBLE, metric VARCHAR NOT NULL, task_type VARCHAR NOT NULL,
+    n_samples INTEGER NOT NULL, n_features INTEGER NOT NULL, scores JSON, best_params JSON,
+    preprocessings VARCHAR, branch_id INTEGER, branch_name VARCHAR,
+    exclusion_count INTEGER NOT NULL, exclusion_rate DOUBLE NOT NULL,
+    created_at TIMESTAMP NOT NULL
+);
+CREATE TABLE prediction_arrays (
+    prediction_id VARCHAR PRIMARY KEY, y_true DOUBLE[], y_pred DOUBLE[], y_proba DOUBLE[],
+    sample_indices BIGINT[], weights DOUBLE[], layout JSON NOT NULL
+);
+CREATE TABLE artifacts (
+    artifact_id VARCHAR PRIMARY KEY, artifact_path VARCHAR NOT NULL,
+    content_hash VARCHAR NOT NULL, operator_class VARCHAR, artifact_type VARCHAR,
+    format VARCHAR NOT NULL, size_bytes BIGINT NOT NULL, ref_count INTEGER NOT NULL,
+    created_at TIMESTAMP NOT NULL
+);
+CREATE TABLE logs (
+    log_id VARCHAR NOT NULL, pipeline_id VARCHAR NOT NULL, step_idx INTEGER NOT NULL,
+    operator_class VARCHAR, event VARCHAR NOT NULL, duration_ms BIGINT, message VARCHAR,
+    details JSON, level VARCHAR NOT NULL, created_at TIMESTAMP NOT NULL
+);
+CREATE INDEX idx_pipelines_run ON pipelines(run_id);
+CREATE INDEX idx_chains_pipeline ON chains(pipeline_id);
+CREATE INDEX idx_predictions_pipeline ON predictions(pipeline_id);
+CREATE INDEX idx_logs_pipeline ON logs(pipeline_id);
+"""
+
+
+def read_version(conn: duckdb.DuckDBPyConnection) -> int | None:
+    """The version stamped in the file, or None for a file holdall did not create."""
+    tables = {row[0] for row in conn.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
+    if "holdall_schema" not in tables:
+        return None if tables else 0
+    row = conn.execute("SELECT max(version) FROM holdall_schema").fetchone()
+    return None if row is None or row[0] is None else int(row[0])
+
+
+def _mismatch(path: Path, found: int | None) -> SchemaVersionError:
+    if found is None:
+        return SchemaVersionError(
+            f"{path} is a DuckDB file without a holdall schema version (for example a "
+            f"nirs4all store.duckdb); holdall expects schema version {SCHEMA_VERSION}. "
+            "Open it with the tool that wrote it, or start a new workspace.",
+            path=str(path),
+            expected=SCHEMA_VERSION,
+            got=None,
+        )
+    if found > SCHEMA_VERSION:
+        how = "upgrade holdall to a release that knows this version"
+    else:
+        how = f"run WorkspaceStore.migrate({str(path.parent)!r}) (or `holdall workspace PATH migrate`)"
+    return SchemaVersionError(
+        f"{path} has workspace schema version {found}, this holdall expects {SCHEMA_VERSION}; "
+        f"nothing was changed. To use it, {how}.",
+        path=str(path),
+        expected=SCHEMA_VERSION,
+        got=found,
+    )
+
+
+def ensure_schema(conn: duckdb.DuckDBPyConnection, path: Path, *, writable: bool) -> None:
+    """Create the schema in an empty file, or check the version of an existing one.
+
+    Raises
+    ------
+    SchemaVersionError
+        When the file has another version (or none): it is reported, never altered.
+    """
+    found = read_version(conn)
+    if found == SCHEMA_VERSION:
+        return
+    if found == 0 and writable:
+        conn.execute("BEGIN TRANSACTION")
+        try:
+            conn.execute(_DDL)
+            conn.execute("INSERT INTO holdall_schema VALUES (?, current_timestamp)", [SCHEMA_VERSION])
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        return
+    if found == 0:
+        return  # an empty file opened read-only: every table query reports missing data
+    raise _mismatch(path, found)
+
+
+def migrate(conn: duckdb.DuckDBPyConnection, path: Path) -> int:
+    """Upgrade the file to `SCHEMA_VERSION` in one transaction; return the version found.
+
+    Raises
+    ------
+    SchemaVersionError
+        When the file is newer than this holdall, has no version, or no migration path exists.
+    """
+    found = read_version(conn)
+    if found is None or found > SCHEMA_VERSION:
+        raise _mismatch(path, found)
+    if found in (0, SCHEMA_VERSION):
+        return found
+    missing = [v for v in range(found, SCHEMA_VERSION) if v not in MIGRATIONS]
+    if missing:
+        raise SchemaVersionError(
+            f"{path} has workspace schema version {found} and this holdall has no migration "
+            f"from version {missing[0]}; expected {SCHEMA_VERSION}. Nothing was changed.",
+            path=str(path),
+            expected=SCHEMA_VERSION,
+            got=found,
+        )
+    conn.execute("BEGIN TRANSACTION")
+    try:
+        for version in range(found, SCHEMA_VERSION):
+            MIGRATIONS[version](conn)
+        conn.execute("UPDATE holdall_schema SET version = ?", [SCHEMA_VERSION])
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    return found

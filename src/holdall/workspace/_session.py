@@ -1,0 +1,205 @@
+"""One process's access to the workspace database: a lease on a DuckDB connection.
+
+DuckDB lets one process open a file read-write, and then no other process may open it at
+all. So every access first takes the inter-process lock (`holdall._core.locks`): exclusive
+for a read-write store, shared for a read-only one (DuckDB lets many processes read a
+file together as long as none writes). The connection and the lock are then kept (a lease)
+so that consecutive operations cost no reconnect (about 25 ms on DuckDB 2.0), and a
+watcher thread hands them back as soon as another process announces it is waiting.
+In ``exclusive`` mode the lease is taken at once and kept until `close`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import duckdb
+
+from holdall._core.locks import InterProcessLock, WaiterSignal
+from holdall.errors import ClosedStorageError, ReadOnlyStorageError
+from holdall.workspace._schema import ensure_schema
+
+__all__ = ["Session"]
+
+_WATCH_INTERVAL_S = 0.02
+
+
+class Session:
+    """A lock-guarded, lazily (re)opened DuckDB connection shared by a store's threads.
+
+    Parameters
+    ----------
+    db_path
+        The ``store.duckdb`` file.
+    read_only
+        Open read-only connections under a shared lock; writes raise `ReadOnlyStorageError`.
+    exclusive
+        Take the lock now and keep it until `close` (no hand-over to other processes).
+    lock_timeout_s
+        Longest wait for the lock before `WorkspaceLockedError`.
+    before_release
+        Called with the open connection (inside the lease) just before the lease ends, so
+        the store can flush what it buffered.
+    flush_interval_s
+        How often the watcher calls `before_release` on an idle lease (bounds how long a
+        buffered record waits before it is committed).
+    """
+
+    def __init__(
+        self,
+        db_path: Path,
+        *,
+        read_only: bool,
+        exclusive: bool,
+        lock_timeout_s: float,
+        before_release: Callable[[duckdb.DuckDBPyConnection], None],
+        flush_interval_s: float,
+    ) -> None:
+        self.db_path = db_path
+        self.read_only = read_only
+        self.exclusive = exclusive
+        self.lock_timeout_s = lock_timeout_s
+        self._before_release = before_release
+        self._flush_interval_s = flush_interval_s
+        self._lock = InterProcessLock(db_path.with_name(db_path.name + ".lock"), what=str(db_path))
+        self._waiters = WaiterSignal(db_path.with_name(db_path.name + ".waiters"))
+        self._mutex = threading.RLock()
+        self._conn: duckdb.DuckDBPyConnection | None = None
+        self._closed = False
+        self._last_flush = time.monotonic()
+        self._stop = threading.Event()
+        self._watcher: threading.Thread | None = None
+        with self.connection():
+            pass  # create or check the schema now, so a bad file fails at construction
+        if not exclusive:
+            self._watcher = threading.Thread(
+                target=self._watch, name=f"holdall-workspace-lease:{db_path}", daemon=True
+            )
+            self._watcher.start()
+
+    @property
+    def closed(self) -> bool:
+        """True after `close`."""
+        return self._closed
+
+    def check_open(self) -> None:
+        """Raise `ClosedStorageError` after `close`."""
+        if self._closed:
+            raise ClosedStorageError(
+                f"workspace {self.db_path.parent} is closed; open a new WorkspaceStore",
+                path=str(self.db_path.parent),
+            )
+
+    def check_writable(self) -> None:
+        """Raise `ClosedStorageError` after `close`, `ReadOnlyStorageError` when read-only."""
+        self.check_open()
+        if self.read_only:
+            raise ReadOnlyStorageError(
+                f"workspace {self.db_path.parent} was opened read-only; "
+                "open it with WorkspaceStore(path) to write",
+                path=str(self.db_path.parent),
+            )
+
+    @contextlib.contextmanager
+    def connection(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """Hold the lease (taking it if needed) and yield the connection."""
+        with self._mutex:
+            self.check_open()
+            yield self._ensure_connection()
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """Yield the connection inside ``BEGIN``; commit on success, roll back and re-raise."""
+        self.check_writable()
+        with self.connection() as conn:
+            conn.execute("BEGIN TRANSACTION")
+            try:
+                yield conn
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+
+    def _ensure_connection(self) -> duckdb.DuckDBPyConnection:
+        if self._conn is not None:
+            return self._conn
+        with self._waiters.waiting():
+            self._lock.acquire(shared=self.read_only, timeout_s=self.lock_timeout_s)
+        try:
+            self._conn = self._open()
+        except BaseException:
+            self._lock.release()
+            raise
+        return self._conn
+
+    def _open(self) -> duckdb.DuckDBPyConnection:
+        conn = duckdb.connect(str(self.db_path), read_only=self.read_only)
+        try:
+            ensure_schema(conn, self.db_path, writable=not self.read_only)
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    def replace_file(self, replace: Callable[[], None]) -> None:
+        """Close the connection, run `replace` (which swaps the database file), reopen.
+
+        The lock is held throughout, so no other process sees the file mid-swap.
+        """
+        with self._mutex:
+            self._ensure_connection().close()
+            self._conn = None
+            try:
+                replace()
+            finally:
+                self._conn = self._open()
+
+    def release(self) -> None:
+        """End the lease now: flush through `before_release`, close, unlock."""
+        with self._mutex:
+            conn, self._conn = self._conn, None
+            try:
+                if conn is not None and not self.read_only:
+                    self._before_release(conn)
+            finally:
+                if conn is not None:
+                    conn.close()
+                self._lock.release()
+
+    def _watch(self) -> None:
+        while not self._stop.wait(_WATCH_INTERVAL_S):
+            if not self._mutex.acquire(blocking=False):
+                continue  # an operation is running; look again later
+            try:
+                if self._conn is None:
+                    continue
+                if self._waiters.anyone_waiting():
+                    self.release()
+                elif time.monotonic() - self._last_flush >= self._flush_interval_s:
+                    self._last_flush = time.monotonic()
+                    if not self.read_only:
+                        self._before_release(self._conn)
+            except Exception:  # a failed flush is retried, and reported, by the next operation
+                continue
+            finally:
+                self._mutex.release()
+
+    def close(self) -> None:
+        """Flush, close the connection, release the lock and stop the watcher (idempotent)."""
+        with self._mutex:
+            if self._closed:
+                return
+            self._stop.set()
+            try:
+                if not self.read_only:
+                    with self.connection() as conn:
+                        self._before_release(conn)
+            finally:
+                self._closed = True
+                self.release()
+        if self._watcher is not None and self._watcher is not threading.current_thread():
+            self._watcher.join()
