@@ -7,6 +7,7 @@ import shutil
 import subprocess
 import sys
 import textwrap
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -28,7 +29,14 @@ def _mpi_missing() -> str | None:
 
 
 MPI_MISSING = _mpi_missing()
-requires_mpi = pytest.mark.skipif(MPI_MISSING is not None, reason=MPI_MISSING or "")
+
+
+@pytest.fixture
+def mpi_run() -> Callable[..., list[str]]:
+    """`run_mpi`, or a skip naming what is missing where no MPI runtime exists."""
+    if MPI_MISSING is not None:
+        pytest.skip(MPI_MISSING)
+    return run_mpi
 
 
 def run_mpi(script: str, ranks: int, cwd: Path, *, timeout: float = 60) -> list[str]:

@@ -88,8 +88,10 @@ class SingleProcess(Group):
 class MPIGroup(Group):
     """The ranks of an mpi4py intra-communicator."""
 
-    def __init__(self, comm: Any, *, owned: bool = False) -> None:
+    def __init__(self, comm: Any, *, owned: bool = False, keep_alive: object = None) -> None:
         self.comm = comm
+        # An mpipartition.Partition frees its communicator when collected: hold on to it.
+        self._keep_alive = keep_alive
         self.rank = int(comm.Get_rank())
         self.size = int(comm.Get_size())
         self._owned = owned
@@ -145,7 +147,7 @@ def resolve_group(partition: object) -> Group:
         and type(partition).__module__.startswith("mpipartition")
         and isinstance(comm, mpi.Intracomm)
     ):
-        return MPIGroup(comm)
+        return MPIGroup(comm, keep_alive=partition)
     if mpi is not None and isinstance(partition, mpi.Intracomm):
         return MPIGroup(partition)
     raise UnsupportedTypeError(
