@@ -136,9 +136,13 @@ class InterProcessLock:
         since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(float(owner.get("since", 0))))
         state = ""
         if host == socket.gethostname():
-            state = " (alive)" if pid_is_alive(pid) else (
-                " (that process is dead: the lock file is stale, but the kernel already released "
-                "its lock, so the current holder is another process)"
+            state = (
+                " (alive)"
+                if pid_is_alive(pid)
+                else (
+                    " (that process is dead: the lock file is stale, but the kernel already released "
+                    "its lock, so the current holder is another process)"
+                )
             )
         return f"last writer was pid {pid} on {host} since {since}{state}"
 

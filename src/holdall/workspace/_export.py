@@ -24,7 +24,6 @@ from holdall._core.atomic import atomic_output, atomic_write_bytes
 from holdall._core.optional import import_optional
 from holdall.errors import InvalidValueError, KeyNotFoundError
 from holdall.workspace import _replay_core
-from holdall.workspace._artifacts import EXTENSIONS
 
 if TYPE_CHECKING:
     from holdall.workspace._store import WorkspaceStore
@@ -82,18 +81,23 @@ def _jsonable(value: Any) -> Any:
 def _chain_manifest(store: WorkspaceStore, chain_id: str) -> tuple[dict[str, Any], dict[str, Path]]:
     chain = store.get_chain(chain_id)
     if chain is None:
-        raise KeyNotFoundError(f"no chain with id {chain_id!r} in workspace {store.workspace_path}", key=chain_id)
+        raise KeyNotFoundError(
+            f"no chain with id {chain_id!r} in workspace {store.workspace_path}", key=chain_id
+        )
     from holdall.workspace._store import _chain_artifact_ids
 
     files: dict[str, Path] = {}
     entries: dict[str, dict[str, str]] = {}
     for artifact_id in sorted(_chain_artifact_ids(chain["steps"], chain["fold_artifacts"] or {},
                                                   chain["shared_artifacts"] or {})):  # fmt: skip
+        relative, _digest, fmt = store._artifact_location(artifact_id)
         path = store.get_artifact_path(artifact_id)
-        fmt = path.suffix.lstrip(".")
-        fmt = next(name for name, ext in EXTENSIONS.items() if ext == fmt)
         files[artifact_id] = path
-        entries[artifact_id] = {"path": f"artifacts/{path.name}", "format": fmt, "sha256": artifact_id}
+        entries[artifact_id] = {
+            "path": f"artifacts/{relative.rsplit('/', 1)[-1]}",
+            "format": fmt,
+            "sha256": artifact_id,
+        }
     manifest = {
         "format": BUNDLE_FORMAT,
         "exported_at": datetime.now().astimezone().isoformat(),
@@ -107,19 +111,30 @@ def _chain_manifest(store: WorkspaceStore, chain_id: str) -> tuple[dict[str, Any
 def export_chain(store: WorkspaceStore, chain_id: str, output_path: Path, fmt: str) -> Path:
     """Write the chain bundle (``fmt="n4a"``) or the standalone script (``fmt="n4a.py"``)."""
     if fmt not in ("n4a", "n4a.py"):
-        raise InvalidValueError(f"export format must be 'n4a' or 'n4a.py', got {fmt!r}", key="format", got=fmt)
+        raise InvalidValueError(
+            f"export format must be 'n4a' or 'n4a.py', got {fmt!r}", key="format", got=fmt
+        )
     manifest, files = _chain_manifest(store, chain_id)
     target = _with_suffix(output_path, "." + fmt)
-    with store._session.connection():  # hold the lock: the artifact files cannot be collected meanwhile
+    with (
+        store._session.connection()
+    ):  # hold the lock: the artifact files cannot be collected meanwhile
         if fmt == "n4a":
-            with atomic_output(target) as handle, zipfile.ZipFile(handle, "w", zipfile.ZIP_STORED) as bundle:
+            with (
+                atomic_output(target) as handle,
+                zipfile.ZipFile(handle, "w", zipfile.ZIP_STORED) as bundle,
+            ):
                 bundle.writestr("manifest.json", json.dumps(manifest, indent=2, default=_jsonable))
                 for artifact_id, path in files.items():
                     bundle.write(path, manifest["artifacts"][artifact_id]["path"])
             return target
-        blobs = {aid: base64.b64encode(path.read_bytes()).decode("ascii") for aid, path in files.items()}
+        blobs = {
+            aid: base64.b64encode(path.read_bytes()).decode("ascii") for aid, path in files.items()
+        }
     source = Path(_replay_core.__file__).read_text(encoding="utf-8")
-    script = source + _SCRIPT_MAIN.format(manifest=json.dumps(manifest, default=_jsonable), blobs=blobs)
+    script = source + _SCRIPT_MAIN.format(
+        manifest=json.dumps(manifest, default=_jsonable), blobs=blobs
+    )
     atomic_write_bytes(target, script.encode("utf-8"))
     return target
 
@@ -128,7 +143,10 @@ def export_pipeline_config(store: WorkspaceStore, pipeline_id: str, output_path:
     """Write a pipeline's expanded configuration as indented JSON."""
     pipeline = store.get_pipeline(pipeline_id)
     if pipeline is None:
-        raise KeyNotFoundError(f"no pipeline with id {pipeline_id!r} in workspace {store.workspace_path}", key=pipeline_id)
+        raise KeyNotFoundError(
+            f"no pipeline with id {pipeline_id!r} in workspace {store.workspace_path}",
+            key=pipeline_id,
+        )
     target = _with_suffix(output_path, ".json") if not output_path.suffix else output_path
     atomic_write_bytes(target, json.dumps(pipeline["expanded_config"], indent=2).encode("utf-8"))
     return target
@@ -139,11 +157,16 @@ def export_run(store: WorkspaceStore, run_id: str, output_path: Path) -> Path:
     yaml = import_optional("yaml", extra="workspace", purpose="exporting a run as YAML")
     run = store.get_run(run_id)
     if run is None:
-        raise KeyNotFoundError(f"no run with id {run_id!r} in workspace {store.workspace_path}", key=run_id)
+        raise KeyNotFoundError(
+            f"no run with id {run_id!r} in workspace {store.workspace_path}", key=run_id
+        )
     pipelines = []
     for row in store.list_pipelines(run_id=run_id).iter_rows(named=True):
         pipeline = store.get_pipeline(row["pipeline_id"]) or {}
-        chains = [store.get_chain(c) for c in store.get_chains_for_pipeline(row["pipeline_id"])["chain_id"]]
+        chains = [
+            store.get_chain(c)
+            for c in store.get_chains_for_pipeline(row["pipeline_id"])["chain_id"]
+        ]
         pipeline["chains"] = [c for c in chains if c is not None]
         pipelines.append(pipeline)
     document = {**run, "pipelines": pipelines}

@@ -92,12 +92,18 @@ def _where(filters: dict[str, Any]) -> tuple[str, str, list[Any]]:
 def validate_page(limit: int | None, offset: int) -> None:
     """Check pagination arguments: `limit` None or an int >= 0, `offset` an int >= 0."""
     if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 0):
-        raise InvalidValueError(f"limit must be None or an int >= 0, got {limit!r}", key="limit", got=limit)
+        raise InvalidValueError(
+            f"limit must be None or an int >= 0, got {limit!r}", key="limit", got=limit
+        )
     if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
-        raise InvalidValueError(f"offset must be an int >= 0, got {offset!r}", key="offset", got=offset)
+        raise InvalidValueError(
+            f"offset must be an int >= 0, got {offset!r}", key="offset", got=offset
+        )
 
 
-def prediction_query(filters: dict[str, Any], *, limit: int | None, offset: int) -> tuple[str, list[Any]]:
+def prediction_query(
+    filters: dict[str, Any], *, limit: int | None, offset: int
+) -> tuple[str, list[Any]]:
     """SQL and parameters for `WorkspaceStore.query_predictions`.
 
     Rows come newest first (``created_at`` descending, then ``prediction_id``), so

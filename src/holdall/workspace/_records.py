@@ -8,8 +8,10 @@ native DuckDB list columns in one Arrow batch and rebuilt with their original dt
 
 from __future__ import annotations
 
+import functools
 import json
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -55,6 +57,8 @@ def dump_json(value: Any, *, what: str) -> str | None:
     """Encode `value` as strict JSON (None stays NULL); NaN and infinities are refused."""
     if value is None:
         return None
+    if value == {}:
+        return "{}"
     try:
         return json.dumps(value, default=_json_default, allow_nan=False)
     except ValueError as err:
@@ -78,8 +82,8 @@ def parse_name(value: object, *, what: str) -> str:
 
 def parse_text(value: object, *, what: str, optional: bool = False) -> str | None:
     """A free-text string field (None allowed only when `optional`)."""
-    if value is None and optional:
-        return None
+    if type(value) is str or (value is None and optional):
+        return value
     if not isinstance(value, str):
         raise InvalidValueError(
             f"{what} must be a str, got {type(value).__name__} {value!r:.80}",
@@ -90,10 +94,14 @@ def parse_text(value: object, *, what: str, optional: bool = False) -> str | Non
     return value
 
 
-def parse_int(value: object, *, what: str, optional: bool = False, minimum: int | None = None) -> int | None:
+def parse_int(
+    value: object, *, what: str, optional: bool = False, minimum: int | None = None
+) -> int | None:
     """An integer field (numpy integers accepted, bools refused)."""
     if value is None and optional:
         return None
+    if type(value) is int and (minimum is None or value >= minimum):
+        return value
     if isinstance(value, bool) or not isinstance(value, int | np.integer):
         raise InvalidValueError(
             f"{what} must be an int, got {type(value).__name__} {value!r:.80}",
@@ -103,15 +111,18 @@ def parse_int(value: object, *, what: str, optional: bool = False, minimum: int 
         )
     if minimum is not None and value < minimum:
         raise InvalidValueError(
-            f"{what} must be >= {minimum}, got {value}", key=what, expected=f">= {minimum}", got=value
+            f"{what} must be >= {minimum}, got {value}",
+            key=what,
+            expected=f">= {minimum}",
+            got=value,
         )
     return int(value)
 
 
 def parse_score(value: object, *, what: str) -> float | None:
     """A score: a finite float, or None when absent. NaN and infinities are refused."""
-    if value is None:
-        return None
+    if value is None or (type(value) is float and math.isfinite(value)):
+        return value
     if isinstance(value, bool) or not isinstance(value, int | float | np.integer | np.floating):
         raise InvalidValueError(
             f"{what} must be a float or None, got {type(value).__name__} {value!r:.80}",
@@ -142,7 +153,9 @@ class PreparedArrays:
     """JSON ``{name: {"dtype": str, "shape": [...]}}`` to rebuild the original arrays."""
 
 
-def _prepare_one(name: str, value: object, n_samples: int) -> tuple[np.ndarray, dict[str, Any]]:
+def _prepare_one(
+    name: str, value: object, n_samples: int
+) -> tuple[np.ndarray, str, tuple[int, ...]]:
     array = np.asarray(value)
     kind = array.dtype.kind
     if kind not in "biuf":
@@ -178,10 +191,12 @@ def _prepare_one(name: str, value: object, n_samples: int) -> tuple[np.ndarray, 
                 got=(int(array.min()), int(array.max())),
             )
     flat = np.ascontiguousarray(array, dtype=target).reshape(-1)
-    return flat, {"dtype": array.dtype.str, "shape": list(array.shape)}
+    return flat, array.dtype.str, array.shape
 
 
-def prepare_arrays(prediction_id: str, n_samples: int, arrays: dict[str, object]) -> PreparedArrays:
+def prepare_arrays(
+    prediction_id: str, n_samples: int, arrays: Mapping[str, object]
+) -> PreparedArrays:
     """Check the arrays of one prediction against its `n_samples` and flatten them.
 
     Raises
@@ -191,19 +206,30 @@ def prepare_arrays(prediction_id: str, n_samples: int, arrays: dict[str, object]
         cannot hold exactly.
     """
     flat: dict[str, np.ndarray | None] = {}
-    layout: dict[str, Any] = {}
+    layout: list[tuple[str, str, tuple[int, ...]]] = []
     for name in ARRAY_NAMES:
         value = arrays.get(name)
         if value is None:
             flat[name] = None
             continue
-        flat[name], layout[name] = _prepare_one(name, value, n_samples)
-    return PreparedArrays(prediction_id, flat, json.dumps(layout))
+        flat[name], dtype, shape = _prepare_one(name, value, n_samples)
+        layout.append((name, dtype, shape))
+    return PreparedArrays(prediction_id, flat, _layout_json(tuple(layout)))
+
+
+@functools.lru_cache(maxsize=1024)
+def _layout_json(layout: tuple[tuple[str, str, tuple[int, ...]], ...]) -> str:
+    """The layout JSON; cached, since a run saves thousands of arrays of a few layouts."""
+    return json.dumps(
+        {name: {"dtype": dtype, "shape": list(shape)} for name, dtype, shape in layout}
+    )
 
 
 def _list_column(values: list[np.ndarray | None], value_type: pa.DataType) -> pa.Array:
     """One Arrow list column from per-row flat arrays, built with one concatenation."""
-    lengths = np.fromiter((0 if v is None else v.size for v in values), dtype=np.int64, count=len(values))
+    lengths = np.fromiter(
+        (0 if v is None else v.size for v in values), dtype=np.int64, count=len(values)
+    )
     offsets = np.zeros(len(values) + 1, dtype=np.int64)
     np.cumsum(lengths, out=offsets[1:])
     present = [v for v in values if v is not None]
@@ -238,5 +264,7 @@ def decode_arrays(row: dict[str, Any]) -> dict[str, np.ndarray | None]:
             result[name] = None
             continue
         spec = layout[name]
-        result[name] = np.asarray(flat).astype(np.dtype(spec["dtype"]), copy=False).reshape(spec["shape"])
+        result[name] = (
+            np.asarray(flat).astype(np.dtype(spec["dtype"]), copy=False).reshape(spec["shape"])
+        )
     return result

@@ -26,7 +26,9 @@ if TYPE_CHECKING:
 __all__ = ["ChainBuilder", "replay_chain"]
 
 
-def _bundle_chain(path: Path, chain_id: str | None) -> tuple[dict[str, Any], dict[str, bytes], dict[str, Any]]:
+def _bundle_chain(
+    path: Path, chain_id: str | None
+) -> tuple[dict[str, Any], dict[str, bytes], dict[str, Any]]:
     """Read a bundle: (chain, artifact bytes by id, artifact entries by id)."""
     from holdall.workspace._export import BUNDLE_FORMAT
 
@@ -38,12 +40,18 @@ def _bundle_chain(path: Path, chain_id: str | None) -> tuple[dict[str, Any], dic
                     f"{path} is not a holdall chain bundle (format {manifest.get('format')!r}, "
                     f"expected {BUNDLE_FORMAT!r})", path=str(path),
                 )  # fmt: skip
-            blobs = {aid: bundle.read(entry["path"]) for aid, entry in manifest["artifacts"].items()}
+            blobs = {
+                aid: bundle.read(entry["path"]) for aid, entry in manifest["artifacts"].items()
+            }
     except (zipfile.BadZipFile, KeyError, ValueError) as err:
-        raise CorruptedFileError(f"{path} is not a readable chain bundle: {err}", path=str(path)) from err
+        raise CorruptedFileError(
+            f"{path} is not a readable chain bundle: {err}", path=str(path)
+        ) from err
     chain = manifest["chain"]
     if chain_id is not None and chain_id != chain["chain_id"]:
-        raise KeyNotFoundError(f"bundle {path} holds chain {chain['chain_id']!r}, not {chain_id!r}", key=chain_id)
+        raise KeyNotFoundError(
+            f"bundle {path} holds chain {chain['chain_id']!r}, not {chain_id!r}", key=chain_id
+        )
     return chain, blobs, manifest["artifacts"]
 
 
@@ -87,13 +95,19 @@ def replay_chain(
             raise InvalidValueError("replay_chain on a workspace needs a chain_id", key="chain_id")
         chain = source.get_chain(chain_id)
         if chain is None:
-            raise KeyNotFoundError(f"no chain with id {chain_id!r} in workspace {source.workspace_path}", key=chain_id)
+            raise KeyNotFoundError(
+                f"no chain with id {chain_id!r} in workspace {source.workspace_path}", key=chain_id
+            )
         return apply_chain(chain, source.load_artifact, X, wavelengths)
     path = Path(source)
     chain, blobs, entries = _bundle_chain(path, chain_id)
 
     def load(artifact_id: str) -> Any:
-        verify(blobs[artifact_id], entries[artifact_id]["sha256"], where=f"{path}:{entries[artifact_id]['path']}")
+        verify(
+            blobs[artifact_id],
+            entries[artifact_id]["sha256"],
+            where=f"{path}:{entries[artifact_id]['path']}",
+        )
         return deserialize_bytes(blobs[artifact_id], entries[artifact_id]["format"])
 
     return apply_chain(chain, load, X, wavelengths)
@@ -132,17 +146,27 @@ class ChainBuilder:
     ) -> Self:
         """Append a preprocessing step (fitted when `artifact_id` is given)."""
         if self._model is not None:
-            raise InvalidValueError("add steps before the model step", key="operator_class", got=operator_class)
+            raise InvalidValueError(
+                "add steps before the model step", key="operator_class", got=operator_class
+            )
         self._steps.append({
             "step_idx": len(self._steps), "operator_class": operator_class, "params": params or {},
             "artifact_id": artifact_id, "stateless": artifact_id is None if stateless is None else stateless,
         })  # fmt: skip
         return self
 
-    def add_model(self, model_class: str, fold_artifacts: dict[Any, str], *, params: dict[str, Any] | None = None) -> Self:
+    def add_model(
+        self,
+        model_class: str,
+        fold_artifacts: dict[Any, str],
+        *,
+        params: dict[str, Any] | None = None,
+    ) -> Self:
         """Set the model step and its fitted artifact per fold (``{fold_id: artifact_id}``)."""
         if not fold_artifacts:
-            raise InvalidValueError("a model step needs at least one fold artifact", key="fold_artifacts")
+            raise InvalidValueError(
+                "a model step needs at least one fold artifact", key="fold_artifacts"
+            )
         self._model = {"step_idx": len(self._steps), "operator_class": model_class, "params": params or {},
                        "artifact_id": None, "stateless": False, "folds": {str(k): v for k, v in fold_artifacts.items()}}  # fmt: skip
         return self
@@ -155,7 +179,9 @@ class ChainBuilder:
     def build(self) -> dict[str, Any]:
         """The keyword arguments of `save_chain` (all but ``pipeline_id``)."""
         if self._model is None:
-            raise InvalidValueError("the chain has no model step; call add_model first", key="model")
+            raise InvalidValueError(
+                "the chain has no model step; call add_model first", key="model"
+            )
         model = {k: v for k, v in self._model.items() if k != "folds"}
         shared = {str(s["step_idx"]): s["artifact_id"] for s in self._steps if s["artifact_id"]}
         return {

@@ -78,8 +78,12 @@ def apply_chain(
             keys = refit[:1] if refit else sorted(fold, key=str)
             ids = [i for k in keys for i in _as_ids(fold[k])] or _as_ids(step.get("artifact_id"))
             if not ids:
-                raise ValueError(f"chain {chain.get('chain_id')!r} has no model artifact to predict with")
-            predictions = np.mean([np.asarray(load(i).predict(current)) for i in ids], axis=0)
+                raise ValueError(
+                    f"chain {chain.get('chain_id')!r} has no model artifact to predict with"
+                )
+            predictions: np.ndarray = np.mean(
+                [np.asarray(load(i).predict(current)) for i in ids], axis=0
+            )
             if predictions.ndim == 2 and predictions.shape[1] == 1:
                 return predictions.reshape(-1)
             return predictions

@@ -84,8 +84,8 @@ def read_version(conn: duckdb.DuckDBPyConnection) -> int | None:
     tables = {row[0] for row in conn.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
     if "holdall_schema" not in tables:
         return None if tables else 0
-    row = conn.execute("SELECT max(version) FROM holdall_schema").fetchone()
-    return None if row is None or row[0] is None else int(row[0])
+    rows = conn.execute("SELECT max(version) FROM holdall_schema").fetchall()
+    return None if not rows or rows[0][0] is None else int(rows[0][0])
 
 
 def _mismatch(path: Path, found: int | None) -> SchemaVersionError:
@@ -126,7 +126,9 @@ def ensure_schema(conn: duckdb.DuckDBPyConnection, path: Path, *, writable: bool
         conn.execute("BEGIN TRANSACTION")
         try:
             conn.execute(_DDL)
-            conn.execute("INSERT INTO holdall_schema VALUES (?, current_timestamp)", [SCHEMA_VERSION])
+            conn.execute(
+                "INSERT INTO holdall_schema VALUES (?, current_timestamp)", [SCHEMA_VERSION]
+            )
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")

@@ -105,6 +105,13 @@ class Session:
             )
 
     @contextlib.contextmanager
+    def guard(self) -> Iterator[None]:
+        """Exclude the watcher and other threads without taking the lease (for buffering)."""
+        with self._mutex:
+            self.check_open()
+            yield
+
+    @contextlib.contextmanager
     def connection(self) -> Iterator[duckdb.DuckDBPyConnection]:
         """Hold the lease (taking it if needed) and yield the connection."""
         with self._mutex:

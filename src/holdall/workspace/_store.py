@@ -180,7 +180,11 @@ class WorkspaceStore:
         return self._session.read_only
 
     def __repr__(self) -> str:
-        mode = "read-only" if self.read_only else ("exclusive" if self._session.exclusive else "shared")
+        mode = (
+            "read-only"
+            if self.read_only
+            else ("exclusive" if self._session.exclusive else "shared")
+        )
         state = "closed" if self._session.closed else mode
         return f"WorkspaceStore({str(self._root)!r}, {state})"
 
@@ -188,7 +192,10 @@ class WorkspaceStore:
         return self
 
     def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
     ) -> None:
         self.close()
 
@@ -263,9 +270,7 @@ class WorkspaceStore:
         delete (the delete cascades), so the outcome is one of the serial orders.
         """
         if pending.predictions:
-            table = pa.Table.from_pylist(
-                [dict(zip(_PREDICTION_COLUMNS, row, strict=True)) for row in pending.predictions]
-            )
+            table = _rows_table(_PREDICTION_COLUMNS, pending.predictions)
             conn.register("_holdall_rows", table)
             conn.execute(
                 "INSERT INTO predictions SELECT * FROM _holdall_rows "
@@ -275,7 +280,7 @@ class WorkspaceStore:
         if pending.arrays:
             _insert_arrays(conn, list(pending.arrays.values()))
         if pending.logs:
-            table = pa.Table.from_pylist([dict(zip(_LOG_COLUMNS, row, strict=True)) for row in pending.logs])
+            table = _rows_table(_LOG_COLUMNS, pending.logs)
             conn.register("_holdall_rows", table)
             conn.execute(
                 "INSERT INTO logs SELECT * FROM _holdall_rows "
@@ -286,30 +291,41 @@ class WorkspaceStore:
     def _fetch_dict(self, sql: str, params: Sequence[Any]) -> dict[str, Any] | None:
         with self._read() as conn:
             cursor = conn.execute(sql, list(params))
-            row = cursor.fetchone()
-            if row is None:
+            rows = cursor.fetchall()
+            if not rows:
                 return None
+            row = rows[0]
             names = [d[0] for d in cursor.description or ()]
         return dict(zip(names, row, strict=True))
 
     def _fetch_pl(self, sql: str, params: Sequence[Any]) -> pl.DataFrame:
         with self._read() as conn:
-            frame = conn.execute(sql, list(params)).pl()
-        return frame if isinstance(frame, pl.DataFrame) else frame.collect()
+            table = conn.sql(sql, params=list(params)).to_arrow_table()
+        frame = pl.from_arrow(table)
+        if not isinstance(frame, pl.DataFrame):  # pragma: no cover - a table always gives a frame
+            raise TypeError(f"expected a polars DataFrame, got {type(frame).__name__}")
+        return frame
 
-    def _require(self, conn: duckdb.DuckDBPyConnection, table: str, column: str, value: object) -> None:
+    def _require(
+        self, conn: duckdb.DuckDBPyConnection, table: str, column: str, value: object
+    ) -> None:
         """Raise `KeyNotFoundError` unless a row of `table` has `column` = `value`."""
-        if not isinstance(value, str) or not conn.execute(
-            f"SELECT 1 FROM {table} WHERE {column} = ?", [value]
-        ).fetchone():
-            raise KeyNotFoundError(f"no {column[:-3]} with id {value!r} in workspace {self._root}", key=str(value))
+        if (
+            not isinstance(value, str)
+            or not conn.execute(f"SELECT 1 FROM {table} WHERE {column} = ?", [value]).fetchall()
+        ):
+            raise KeyNotFoundError(
+                f"no {column[:-3]} with id {value!r} in workspace {self._root}", key=str(value)
+            )
 
     def _update(self, table: str, column: str, key: str, assignments: dict[str, Any]) -> None:
         """``UPDATE table SET ... WHERE column = key`` (columns from code, never from callers)."""
         sets = ", ".join(f"{name} = ?" for name in assignments)
         with self._write() as conn:
             self._require(conn, table, column, key)
-            conn.execute(f"UPDATE {table} SET {sets} WHERE {column} = ?", [*assignments.values(), key])
+            conn.execute(
+                f"UPDATE {table} SET {sets} WHERE {column} = ?", [*assignments.values(), key]
+            )
 
     # ------------------------------------------------------------------ runs
 
@@ -343,13 +359,21 @@ class WorkspaceStore:
     def complete_run(self, run_id: str, summary: dict[str, Any]) -> None:
         """Mark a run completed with its `summary`; unknown `run_id` raises `KeyNotFoundError`."""
         self._session.check_writable()
-        values = {"status": "completed", "completed_at": _now(), "summary": _records.dump_json(summary, what="summary")}
+        values = {
+            "status": "completed",
+            "completed_at": _now(),
+            "summary": _records.dump_json(summary, what="summary"),
+        }
         self._update("runs", "run_id", run_id, values)
 
     def fail_run(self, run_id: str, error: str) -> None:
         """Mark a run failed with an error message; unknown `run_id` raises `KeyNotFoundError`."""
         self._session.check_writable()
-        values = {"status": "failed", "completed_at": _now(), "error": _records.parse_text(error, what="error")}
+        values = {
+            "status": "failed",
+            "completed_at": _now(),
+            "error": _records.parse_text(error, what="error"),
+        }
         self._update("runs", "run_id", run_id, values)
 
     # ------------------------------------------------------------------ pipelines
@@ -458,8 +482,12 @@ class WorkspaceStore:
             _records.parse_text(model_class, what="model_class"),
             _records.parse_text(preprocessings, what="preprocessings"),
             _records.parse_text(fold_strategy, what="fold_strategy"),
-            _records.dump_json({str(k): v for k, v in fold_artifacts.items()}, what="fold_artifacts"),
-            _records.dump_json({str(k): v for k, v in shared_artifacts.items()}, what="shared_artifacts"),
+            _records.dump_json(
+                {str(k): v for k, v in fold_artifacts.items()}, what="fold_artifacts"
+            ),
+            _records.dump_json(
+                {str(k): v for k, v in shared_artifacts.items()}, what="shared_artifacts"
+            ),
             _records.dump_json(branch_path, what="branch_path"),
             _records.parse_int(source_index, what="source_index", optional=True),
             referenced,
@@ -484,7 +512,9 @@ class WorkspaceStore:
 
     def get_chain(self, chain_id: str) -> dict[str, Any] | None:
         """The chain as a dict (JSON fields decoded), or None for an unknown id."""
-        row = self._fetch_dict("SELECT * EXCLUDE (artifact_ids) FROM chains WHERE chain_id = ?", [chain_id])
+        row = self._fetch_dict(
+            "SELECT * EXCLUDE (artifact_ids) FROM chains WHERE chain_id = ?", [chain_id]
+        )
         if row is not None:
             for name in ("steps", "fold_artifacts", "shared_artifacts", "branch_path"):
                 row[name] = _records.load_json(row[name])
@@ -499,7 +529,9 @@ class WorkspaceStore:
 
     # ------------------------------------------------------------------ predictions
 
-    def _check_parents(self, conn: duckdb.DuckDBPyConnection, pipeline_ids: set[str], chain_ids: set[str]) -> None:
+    def _check_parents(
+        self, conn: duckdb.DuckDBPyConnection, pipeline_ids: set[str], chain_ids: set[str]
+    ) -> None:
         for ids, known, table, column in (
             (pipeline_ids, self._known_pipelines, "pipelines", "pipeline_id"),
             (chain_ids, self._known_chains, "chains", "chain_id"),
@@ -513,7 +545,8 @@ class WorkspaceStore:
             missing = [i for i in unknown if i not in found]
             if missing:
                 raise KeyNotFoundError(
-                    f"no {column[:-3]} with id {missing[0]!r} in workspace {self._root}", key=missing[0]
+                    f"no {column[:-3]} with id {missing[0]!r} in workspace {self._root}",
+                    key=missing[0],
                 )
             known.update(found)
 
@@ -539,7 +572,9 @@ class WorkspaceStore:
                 r.parse_int(fields["n_features"], what="n_features", minimum=0),
                 r.dump_json(fields["scores"], what="scores"),
                 r.dump_json(fields["best_params"], what="best_params"),
-                r.parse_text(fields.get("preprocessings", ""), what="preprocessings", optional=True),
+                r.parse_text(
+                    fields.get("preprocessings", ""), what="preprocessings", optional=True
+                ),
                 r.parse_int(fields["branch_id"], what="branch_id", optional=True),
                 r.parse_text(fields["branch_name"], what="branch_name", optional=True),
                 r.parse_int(fields["exclusion_count"], what="exclusion_count", minimum=0),
@@ -551,7 +586,9 @@ class WorkspaceStore:
                 f"prediction record lacks the field {err.args[0]!r}", key=str(err.args[0])
             ) from err
         if row[21] is None:
-            raise InvalidValueError("exclusion_rate must be a float, got None", key="exclusion_rate")
+            raise InvalidValueError(
+                "exclusion_rate must be a float, got None", key="exclusion_rate"
+            )
         return row
 
     def save_prediction(
@@ -588,21 +625,31 @@ class WorkspaceStore:
         fields = dict(locals())
         del fields["self"]
         row = self._prediction_row(fields)
-        with self._session.connection() as conn:
-            self._check_parents(conn, {row[1]}, set() if row[2] is None else {row[2]})
+        if row[1] not in self._known_pipelines or (
+            row[2] is not None and row[2] not in self._known_chains
+        ):
+            with self._session.connection() as conn:
+                self._check_parents(conn, {row[1]}, set() if row[2] is None else {row[2]})
+        with self._session.guard():
             self._buffer.predictions.append(row)
             self._buffer.n_samples[row[0]] = row[13]
         self._maybe_flush()
         return str(row[0])
 
-    def _n_samples_of(self, conn: duckdb.DuckDBPyConnection, prediction_id: str) -> int:
+    def _n_samples_of(self, prediction_id: str) -> int:
         n = self._buffer.n_samples.get(prediction_id)
         if n is not None:
             return n
-        found = conn.execute("SELECT n_samples FROM predictions WHERE prediction_id = ?", [prediction_id]).fetchone()
-        if found is None:
-            raise KeyNotFoundError(f"no prediction with id {prediction_id!r} in workspace {self._root}", key=prediction_id)
-        return int(found[0])
+        with self._session.connection() as conn:
+            found = conn.execute(
+                "SELECT n_samples FROM predictions WHERE prediction_id = ?", [prediction_id]
+            ).fetchall()
+        if not found:
+            raise KeyNotFoundError(
+                f"no prediction with id {prediction_id!r} in workspace {self._root}",
+                key=prediction_id,
+            )
+        return int(found[0][0])
 
     def save_prediction_arrays(
         self,
@@ -622,11 +669,13 @@ class WorkspaceStore:
         self._session.check_writable()
         arrays = {"y_true": y_true, "y_pred": y_pred, "y_proba": y_proba,
                   "sample_indices": sample_indices, "weights": weights}  # fmt: skip
-        with self._session.connection() as conn:
-            n_samples = self._n_samples_of(conn, prediction_id)
+        with self._session.guard():
+            n_samples = self._n_samples_of(prediction_id)
             prepared = _records.prepare_arrays(prediction_id, n_samples, arrays)
             self._buffer.arrays[prediction_id] = prepared
-            self._buffer.array_bytes += sum(a.nbytes for a in prepared.flat.values() if a is not None)
+            self._buffer.array_bytes += sum(
+                a.nbytes for a in prepared.flat.values() if a is not None
+            )
         self._maybe_flush()
 
     def save_predictions(
@@ -656,8 +705,12 @@ class WorkspaceStore:
             if any(value is not None for value in arrays.values()):
                 prepared.append(_records.prepare_arrays(row[0], row[13], arrays))
         with self._write() as conn:
-            self._check_parents(conn, {r[1] for r in rows}, {r[2] for r in rows if r[2] is not None})
-            self._insert_buffer(conn, _Buffer(predictions=rows, arrays={p.prediction_id: p for p in prepared}))
+            self._check_parents(
+                conn, {r[1] for r in rows}, {r[2] for r in rows if r[2] is not None}
+            )
+            self._insert_buffer(
+                conn, _Buffer(predictions=rows, arrays={p.prediction_id: p for p in prepared})
+            )
         return [str(r[0]) for r in rows]
 
     # ------------------------------------------------------------------ artifacts
@@ -676,9 +729,10 @@ class WorkspaceStore:
         relative = ArtifactFiles.relative_path(digest, fmt)
         with self._write() as conn:
             bumped = conn.execute(
-                "UPDATE artifacts SET ref_count = ref_count + 1 WHERE artifact_id = ? RETURNING 1", [digest]
-            ).fetchone()
-            if bumped is None:
+                "UPDATE artifacts SET ref_count = ref_count + 1 WHERE artifact_id = ? RETURNING 1",
+                [digest],
+            ).fetchall()
+            if not bumped:
                 self._files.write(relative, data)
                 conn.execute(
                     "INSERT INTO artifacts VALUES (?, ?, ?, ?, ?, ?, ?, 1, ?)",
@@ -691,10 +745,13 @@ class WorkspaceStore:
 
     def _artifact_location(self, artifact_id: str) -> tuple[str, str, ArtifactFormat]:
         row = self._fetch_dict(
-            "SELECT artifact_path, content_hash, format FROM artifacts WHERE artifact_id = ?", [artifact_id]
+            "SELECT artifact_path, content_hash, format FROM artifacts WHERE artifact_id = ?",
+            [artifact_id],
         )
         if row is None:
-            raise KeyNotFoundError(f"no artifact with id {artifact_id!r} in workspace {self._root}", key=artifact_id)
+            raise KeyNotFoundError(
+                f"no artifact with id {artifact_id!r} in workspace {self._root}", key=artifact_id
+            )
         fmt = parse_format(row["format"])
         if row["artifact_path"] != ArtifactFiles.relative_path(row["content_hash"], fmt):
             raise CorruptedFileError(
@@ -756,7 +813,11 @@ class WorkspaceStore:
         return row
 
     def list_runs(
-        self, status: str | None = None, dataset: str | None = None, limit: int = 100, offset: int = 0
+        self,
+        status: str | None = None,
+        dataset: str | None = None,
+        limit: int = 100,
+        offset: int = 0,
     ) -> pl.DataFrame:
         """Runs, newest first, optionally with a given status or using a dataset (by name)."""
         conditions, params = [], []
@@ -772,7 +833,8 @@ class WorkspaceStore:
         where = (" WHERE " + " AND ".join(conditions)) if conditions else ""
         validate_page(limit, offset)
         return self._fetch_pl(
-            f"SELECT * FROM runs{where} ORDER BY created_at DESC, run_id LIMIT ? OFFSET ?", [*params, limit, offset]
+            f"SELECT * FROM runs{where} ORDER BY created_at DESC, run_id LIMIT ? OFFSET ?",
+            [*params, limit, offset],
         )
 
     def get_pipeline(self, pipeline_id: str) -> dict[str, Any] | None:
@@ -783,7 +845,9 @@ class WorkspaceStore:
                 row[name] = _records.load_json(row[name])
         return row
 
-    def list_pipelines(self, run_id: str | None = None, dataset_name: str | None = None) -> pl.DataFrame:
+    def list_pipelines(
+        self, run_id: str | None = None, dataset_name: str | None = None
+    ) -> pl.DataFrame:
         """Pipelines, oldest first, optionally of one run and/or one dataset."""
         conditions, params = [], []
         for column, value in (("run_id", run_id), ("dataset_name", dataset_name)):
@@ -791,37 +855,57 @@ class WorkspaceStore:
                 conditions.append(f"{column} = ?")
                 params.append(value)
         where = (" WHERE " + " AND ".join(conditions)) if conditions else ""
-        return self._fetch_pl(f"SELECT * FROM pipelines{where} ORDER BY created_at, pipeline_id", params)
+        return self._fetch_pl(
+            f"SELECT * FROM pipelines{where} ORDER BY created_at, pipeline_id", params
+        )
 
-    def get_prediction(self, prediction_id: str, load_arrays: bool = False) -> dict[str, Any] | None:
+    def get_prediction(
+        self, prediction_id: str, load_arrays: bool = False
+    ) -> dict[str, Any] | None:
         """One prediction as a dict, or None for an unknown id.
 
         With `load_arrays`, adds ``y_true``, ``y_pred``, ``y_proba``, ``sample_indices`` and
         ``weights`` as numpy arrays with the dtype and shape they were saved with (None
         where not saved).
         """
-        row = self._fetch_dict("SELECT * FROM predictions WHERE prediction_id = ?", [prediction_id])
-        if row is None:
-            return None
-        for name in ("scores", "best_params"):
-            row[name] = _records.load_json(row[name])
+        row = None
         if load_arrays:
-            arrays = self._fetch_arrays([prediction_id]).get(prediction_id, {})
-            row.update({name: arrays.get(name) for name in _records.ARRAY_NAMES})
+            # Two index lookups in one statement: a join would plan a scan of all arrays.
+            row = self._fetch_dict(
+                "SELECT p.*, a.* EXCLUDE (prediction_id) FROM predictions p, prediction_arrays a "
+                "WHERE p.prediction_id = ? AND a.prediction_id = ?",
+                [prediction_id, prediction_id],
+            )
+            if row is not None:
+                row.update(_records.decode_arrays(row))
+                del row["layout"]
+        if row is None:
+            row = self._fetch_dict(
+                "SELECT * FROM predictions WHERE prediction_id = ?", [prediction_id]
+            )
+            if row is not None and load_arrays:
+                row.update(dict.fromkeys(_records.ARRAY_NAMES))
+        if row is not None:
+            for name in ("scores", "best_params"):
+                row[name] = _records.load_json(row[name])
         return row
 
-    def _fetch_arrays(self, prediction_ids: list[str] | None) -> dict[str, dict[str, np.ndarray | None]]:
+    def _fetch_arrays(
+        self, prediction_ids: list[str] | None
+    ) -> dict[str, dict[str, np.ndarray | None]]:
         """Arrays of the given predictions (all when None), decoded, keyed by prediction id."""
         sql = "SELECT * FROM prediction_arrays"
         params: list[Any] = []
         if prediction_ids is not None:
-            sql += " WHERE prediction_id = ?" if len(prediction_ids) == 1 else " WHERE list_contains(?, prediction_id)"
-            params = [prediction_ids[0]] if len(prediction_ids) == 1 else [prediction_ids]
+            sql += " WHERE list_contains(?, prediction_id)"
+            params = [prediction_ids]
         with self._read() as conn:
-            table = conn.execute(sql, params).to_arrow_table()
+            table = conn.sql(sql, params=params).to_arrow_table()
         return _decode_array_table(table)
 
-    def load_prediction_arrays(self, prediction_ids: list[str] | None = None) -> dict[str, dict[str, np.ndarray | None]]:
+    def load_prediction_arrays(
+        self, prediction_ids: list[str] | None = None
+    ) -> dict[str, dict[str, np.ndarray | None]]:
         """Bulk read: the arrays of many predictions (all when None) in one query.
 
         Returns ``{prediction_id: {"y_true": array, ...}}``; predictions without arrays are absent.
@@ -870,7 +954,9 @@ class WorkspaceStore:
 
     def get_pipeline_log(self, pipeline_id: str) -> pl.DataFrame:
         """All log entries of a pipeline, in the order they were recorded."""
-        return self._fetch_pl("SELECT * FROM logs WHERE pipeline_id = ? ORDER BY created_at, step_idx", [pipeline_id])
+        return self._fetch_pl(
+            "SELECT * FROM logs WHERE pipeline_id = ? ORDER BY created_at, step_idx", [pipeline_id]
+        )
 
     def get_run_log_summary(self, run_id: str) -> pl.DataFrame:
         """Log entries of a run aggregated per pipeline and level (count, total duration)."""
@@ -884,7 +970,9 @@ class WorkspaceStore:
 
     # ------------------------------------------------------------------ exports and replay
 
-    def export_chain(self, chain_id: str, output_path: str | os.PathLike[str], format: str = "n4a") -> Path:
+    def export_chain(
+        self, chain_id: str, output_path: str | os.PathLike[str], format: str = "n4a"
+    ) -> Path:
         """Export a chain as a single-file bundle (``"n4a"``) or a standalone script (``"n4a.py"``).
 
         Both carry the chain and its artifacts and replay without a workspace
@@ -900,14 +988,18 @@ class WorkspaceStore:
         """Write a run with its pipelines and chains as YAML (atomically)."""
         return _export.export_run(self, run_id, Path(output_path))
 
-    def export_predictions_parquet(self, output_path: str | os.PathLike[str], **filters: Any) -> Path:
+    def export_predictions_parquet(
+        self, output_path: str | os.PathLike[str], **filters: Any
+    ) -> Path:
         """Write the predictions matching `filters` (those of `query_predictions`) as Parquet."""
         sql, params = prediction_query(filters, limit=None, offset=0)
         with self._read() as conn:
-            table = conn.execute(sql, params).to_arrow_table()
+            table = conn.sql(sql, params=params).to_arrow_table()
         return _export.write_parquet(table, Path(output_path))
 
-    def replay_chain(self, chain_id: str, X: np.ndarray, wavelengths: np.ndarray | None = None) -> np.ndarray:
+    def replay_chain(
+        self, chain_id: str, X: np.ndarray, wavelengths: np.ndarray | None = None
+    ) -> np.ndarray:
         """Apply a stored chain to new `X`: transforms in order, then the fold models' mean."""
         from holdall.workspace._replay import replay_chain
 
@@ -926,7 +1018,9 @@ class WorkspaceStore:
         with self._write() as conn:
             self._require(conn, "runs", "run_id", run_id)
             where = "pipeline_id IN (SELECT pipeline_id FROM pipelines WHERE run_id = ?)"
-            deleted, freed = _delete_pipeline_data(conn, where, [run_id], with_logs=True, delete_artifacts=delete_artifacts)
+            deleted, freed = _delete_pipeline_data(
+                conn, where, [run_id], with_logs=True, delete_artifacts=delete_artifacts
+            )
             deleted += _count(conn.execute("DELETE FROM pipelines WHERE run_id = ?", [run_id]))
             deleted += _count(conn.execute("DELETE FROM runs WHERE run_id = ?", [run_id]))
         self._known_pipelines.clear()
@@ -960,7 +1054,9 @@ class WorkspaceStore:
             )
             conn.execute("DELETE FROM artifacts WHERE ref_count <= 0")
             live = {r[0] for r in conn.execute("SELECT artifact_path FROM artifacts").fetchall()}
-            removed = sum(self._files.remove(rel) for rel in list(self._files.files()) if rel not in live)
+            removed = sum(
+                self._files.remove(rel) for rel in list(self._files.files()) if rel not in live
+            )
         return removed
 
     def vacuum(self) -> None:
@@ -980,28 +1076,43 @@ class WorkspaceStore:
             quoted = str(fresh).replace("'", "''")
             conn.execute(f"ATTACH '{quoted}' AS holdall_fresh")
             try:
-                db_name = conn.execute("SELECT current_database()").fetchone()
-                conn.execute(f'COPY FROM DATABASE "{db_name[0] if db_name else "store"}" TO holdall_fresh')
+                db_name = conn.execute("SELECT current_database()").fetchall()[0]
+                conn.execute(
+                    f'COPY FROM DATABASE "{db_name[0] if db_name else "store"}" TO holdall_fresh'
+                )
             finally:
                 conn.execute("DETACH holdall_fresh")
         self._session.replace_file(lambda: os.replace(fresh, db_path))
 
 
+def _rows_table(names: Sequence[str], rows: list[tuple[Any, ...]]) -> pa.Table:
+    """An Arrow table from row tuples, built column by column."""
+    return pa.table(
+        dict(zip(names, (pa.array(column) for column in zip(*rows, strict=True)), strict=True))
+    )
+
+
 def _count(result: duckdb.DuckDBPyConnection) -> int:
-    row = result.fetchone()
-    return int(row[0]) if row else 0
+    rows = result.fetchall()
+    return int(rows[0][0]) if rows else 0
 
 
-def _chain_artifact_ids(steps: list[dict[str, Any]], fold: dict[Any, Any], shared: dict[Any, Any]) -> set[str]:
+def _chain_artifact_ids(
+    steps: list[dict[str, Any]], fold: dict[Any, Any], shared: dict[Any, Any]
+) -> set[str]:
     """Distinct artifact ids a chain references (strings, or lists of strings, in any slot)."""
     found: set[str] = set()
-    values: list[Any] = [s.get("artifact_id") for s in steps] + list(fold.values()) + list(shared.values())
+    values: list[Any] = (
+        [s.get("artifact_id") for s in steps] + list(fold.values()) + list(shared.values())
+    )
     for value in values:
         for item in value if isinstance(value, list | tuple) else [value]:
             if item is None or item == "":
                 continue
             if not isinstance(item, str):
-                raise InvalidValueError(f"artifact ids must be str, got {item!r}", key="artifact_id", got=item)
+                raise InvalidValueError(
+                    f"artifact ids must be str, got {item!r}", key="artifact_id", got=item
+                )
             found.add(item)
     return found
 
@@ -1028,7 +1139,8 @@ def _delete_pipeline_data(
     if with_logs:
         deleted += _count(conn.execute(f"DELETE FROM logs WHERE {where}", params))
     released = conn.execute(
-        f"SELECT a, count(*) FROM (SELECT unnest(artifact_ids) AS a FROM chains WHERE {where}) GROUP BY a", params
+        f"SELECT a, count(*) FROM (SELECT unnest(artifact_ids) AS a FROM chains WHERE {where}) GROUP BY a",
+        params,
     ).fetchall()
     deleted += _count(conn.execute(f"DELETE FROM chains WHERE {where}", params))
     for artifact_id, n_refs in released:
@@ -1048,7 +1160,9 @@ def _delete_pipeline_data(
     return deleted, freed
 
 
-def _iter_records(records: Iterable[dict[str, Any]] | pa.Table | pl.DataFrame) -> Iterator[dict[str, Any]]:
+def _iter_records(
+    records: Iterable[dict[str, Any]] | pa.Table | pl.DataFrame,
+) -> Iterator[dict[str, Any]]:
     """Rows of a list of dicts, an Arrow table or a polars frame; list columns become numpy."""
     if isinstance(records, pl.DataFrame):
         records = records.to_arrow()
@@ -1070,7 +1184,9 @@ def _list_slices(column: pa.ChunkedArray) -> list[np.ndarray | None]:
         offsets = chunk.offsets.to_numpy()
         values = chunk.values.to_numpy(zero_copy_only=False)
         valid = chunk.is_valid().to_numpy(zero_copy_only=False)
-        out += [values[offsets[i]:offsets[i + 1]] if valid[i] else None for i in range(len(chunk))]
+        out += [
+            values[offsets[i] : offsets[i + 1]] if valid[i] else None for i in range(len(chunk))
+        ]
     return out
 
 
@@ -1078,7 +1194,9 @@ def _insert_arrays(conn: duckdb.DuckDBPyConnection, batch: list[_records.Prepare
     table = _records.arrays_table(batch)
     conn.register("_holdall_arrays", table)
     try:
-        conn.execute("DELETE FROM prediction_arrays WHERE prediction_id IN (SELECT prediction_id FROM _holdall_arrays)")
+        conn.execute(
+            "DELETE FROM prediction_arrays WHERE prediction_id IN (SELECT prediction_id FROM _holdall_arrays)"
+        )
         conn.execute(
             "INSERT INTO prediction_arrays SELECT * FROM _holdall_arrays "
             "WHERE prediction_id IN (SELECT prediction_id FROM predictions)"
@@ -1095,4 +1213,3 @@ def _decode_array_table(table: pa.Table) -> dict[str, dict[str, np.ndarray | Non
         pid: _records.decode_arrays({"layout": layouts[i], **{n: s[i] for n, s in slices.items()}})
         for i, pid in enumerate(ids)
     }
-

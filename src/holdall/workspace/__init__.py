@@ -1,0 +1,14 @@
+"""Experiment records on DuckDB: runs, pipelines, chains, predictions, artifacts and logs.
+
+`WorkspaceStore` is the store; `replay_chain` runs a stored or exported chain on new data;
+`ChainBuilder` assembles `save_chain` arguments; `PipelineLibrary` keeps pipeline templates.
+See docs/workspace.md.
+"""
+
+from __future__ import annotations
+
+from holdall.workspace._library import PipelineLibrary
+from holdall.workspace._replay import ChainBuilder, replay_chain
+from holdall.workspace._store import WorkspaceStore
+
+__all__ = ["ChainBuilder", "PipelineLibrary", "WorkspaceStore", "replay_chain"]
