@@ -70,7 +70,7 @@ def _array_data(array: np.ndarray[Any, Any]) -> Any:
 
 def to_json(value: Any, *, key: str = "value") -> Any:
     """Return a JSON-serializable form of `value` that `from_json` turns back into it exactly."""
-    if value is None or isinstance(value, bool | int | str) and not isinstance(value, np.generic):
+    if value is None or (isinstance(value, bool | int | str) and not isinstance(value, np.generic)):
         return value
     if isinstance(value, float) and not isinstance(value, np.generic):
         encoded = _float_to_json(value)

@@ -188,9 +188,11 @@ class FsspecLocation(Location):
         return FsspecLocation(self.fs, self.path.rsplit("/", 1)[0], self.protocol)
 
     def exists(self) -> bool:
+        self.fs.invalidate_cache(self.path)
         return bool(self.fs.exists(self.path))
 
     def is_dir(self) -> bool:
+        self.fs.invalidate_cache(self.path)
         return bool(self.fs.isdir(self.path))
 
     def read_bytes(self) -> bytes:
@@ -223,7 +225,8 @@ class FsspecLocation(Location):
                 self.fs.rm(self.path, recursive=True)
             else:
                 self.fs.rm_file(self.path)
-        self.fs.invalidate_cache(self.path)
+        # Listings of every parent are cached by fsspec; forget them all.
+        self.fs.invalidate_cache()
 
 
 def parse_location(

@@ -28,11 +28,12 @@ from holdall.scratch._gio_format import (
 __all__ = ["NATIVE", "map_columns", "pread_into", "pwrite_all", "read_columns", "read_header"]
 
 NATIVE = "<" if np.little_endian else ">"
+_CHUNK = 32 << 20  # bytes per system call: large enough to amortise, small enough to stream
 
 
 def pwrite_all(fd: int, data: memoryview, offset: int) -> None:
     while data.nbytes:
-        written = os.pwrite(fd, data, offset)
+        written = os.pwrite(fd, data[:_CHUNK], offset)
         data, offset = data[written:], offset + written
 
 
@@ -174,7 +175,7 @@ def _check_crc(got: int, expected: int, what: str, path: str) -> None:
 def pread_into(fd: int, dest: memoryview, offset: int, what: str) -> None:
     done = 0
     while done < dest.nbytes:
-        count = os.preadv(fd, [dest[done:]], offset + done)
+        count = os.preadv(fd, [dest[done : done + _CHUNK]], offset + done)
         if count == 0:
             raise CorruptedFileError(f"{what} is cut short by the end of the file")
         done += count

@@ -126,7 +126,8 @@ def write_soa(path: Path, data: Mapping[str, np.ndarray[Any, Any]]) -> None:
             target = start + int(field["offset"])  # type: ignore[call-overload]
             handle.write(b"\x00" * (target - position))
             if array.nbytes:
-                handle.write(array.reshape(-1).data.cast("B"))
+                handle.flush()
+                array.tofile(handle)  # fwrite from numpy: measured faster than file.write
             position = target + array.nbytes
 
 

@@ -47,6 +47,10 @@ class ArchiveReader:
         """Every entry name."""
         return self._names
 
+    def sizes(self) -> dict[str, int]:
+        """Stored size of every entry."""
+        return {info.filename: info.compress_size for info in self._zip.infolist()}
+
     def read(self, name: str) -> bytes | None:
         """The bytes of entry `name`, or None when there is no such entry."""
         if name not in self._names:

@@ -64,6 +64,28 @@ _BUFFER_ARRAY_BYTES = 1024 * 1024
 _BUFFER_LIMIT = 64 * 1024 * 1024
 
 
+@dataclass(frozen=True, slots=True)
+class NodeInfo:
+    """What `OptStorage.inspect` reports about one array or group."""
+
+    path: str
+    """Key of the node."""
+    node_type: str
+    """``"array"`` or ``"group"``."""
+    kind: str
+    """holdall value kind (``array``, ``int``, ``list``...) or ``group``."""
+    shape: tuple[int, ...] | None = None
+    """Array shape."""
+    dtype: str | None = None
+    """Array dtype."""
+    codec: str = ""
+    """Filters and compressor, for example ``delta>blosc(zstd:1,bitshuffle)``."""
+    stored_bytes: int = 0
+    """Bytes of its chunks and metadata documents as stored."""
+    nbytes: int = 0
+    """Bytes of the data uncompressed."""
+
+
 @dataclass(slots=True)
 class _Node:
     """One group or array of the hierarchy, with its metadata documents."""
@@ -449,6 +471,62 @@ class OptStorage(DataStorage):
     def _metadata_changed(self) -> None:
         self._generation += 1
 
+    def inspect(self) -> list[NodeInfo]:
+        """Every node of the hierarchy with its shape, dtype, codecs and stored size."""
+        with self._lock:
+            self._ensure_open()
+            owned: dict[str, int] = {}
+            for name, size in self._stored_file_sizes().items():
+                owner = self._owner(name)
+                owned[owner] = owned.get(owner, 0) + size
+            infos = []
+            for path, node in sorted(self._nodes.items()):
+                if not path:
+                    continue
+                if node.node_type == "group":
+                    kind = node.holdall.get("kind", "group")
+                    infos.append(NodeInfo(path, "group", kind, stored_bytes=sum(len(d) for d in node.documents.values())))
+                    continue
+                if node.spec is None:
+                    node.spec = parse_array_document(node.parsed())
+                spec = node.spec
+                own = owned.get(path, 0)
+                if spec is None:
+                    infos.append(NodeInfo(path, "array", "array", codec="(zarr-python only)", stored_bytes=own))
+                    continue
+                dtype = node.holdall.get("dtype", "str" if spec.is_string else spec.dtype.str)
+                itemsize = np.dtype(dtype).itemsize if dtype != "str" else 0
+                infos.append(
+                    NodeInfo(
+                        path,
+                        "array",
+                        node.holdall.get("kind", "array"),
+                        shape=spec.shape,
+                        dtype=str(np.dtype(dtype)) if dtype != "str" else "str",
+                        codec=_codec_label(spec),
+                        stored_bytes=own,
+                        nbytes=int(np.prod(spec.shape)) * itemsize,
+                    )
+                )
+            return infos
+
+    def _owner(self, file_name: str) -> str:
+        """The node path that a stored file belongs to."""
+        folder = file_name.rpartition("/")[0]
+        while folder and folder not in self._nodes:
+            folder = folder.rpartition("/")[0]
+        return folder
+
+    def _stored_file_sizes(self) -> dict[str, int]:
+        if self._archive is not None:
+            return self._archive.sizes()
+        sizes = dict(self._location.list_files()) if self._location.exists() else {}
+        sizes.update({name: len(data) for name, data in self._pending.items()})
+        for path, node in self._nodes.items():
+            for name, data in node.documents.items():
+                sizes[_join(path, name)] = len(data)
+        return sizes
+
     # ----------------------------------------------------------------- flush, compress, close
 
     def flush(self) -> None:
@@ -558,6 +636,20 @@ class OptStorage(DataStorage):
                 if "/" not in name and name.startswith("visu"):
                     data = self._location.child(name).read_bytes()
                     parent.child(f"stream_cache/{stem}/{name}").write_bytes(data, fsync=self._fsync)
+
+
+def _codec_label(spec: ArraySpec) -> str:
+    steps = [codec.codec_id for codec in spec.filters]
+    if spec.compressor is not None:
+        config = spec.compressor.get_config()
+        if config["id"] == "blosc":
+            shuffle = {0: "noshuffle", 1: "shuffle", 2: "bitshuffle"}.get(config["shuffle"], "?")
+            steps.append(f"blosc({config['cname']}:{config['clevel']},{shuffle})")
+        elif "level" in config:
+            steps.append(f"{config['id']}({config['level']})")
+        else:
+            steps.append(config["id"])
+    return ">".join(steps) or "none"
 
 
 def _parse_json(data: bytes, name: str, where: str) -> Any:
