@@ -79,11 +79,16 @@ CREATE INDEX idx_logs_pipeline ON logs(pipeline_id);
 """
 
 
+def _is_empty(conn: duckdb.DuckDBPyConnection) -> bool:
+    return not conn.execute("SELECT table_name FROM duckdb_tables()").fetchall()
+
+
 def read_version(conn: duckdb.DuckDBPyConnection) -> int | None:
-    """The version stamped in the file, or None for a file holdall did not create."""
-    tables = {row[0] for row in conn.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
-    if "holdall_schema" not in tables:
-        return None if tables else 0
+    """The version stamped in the file, or None for a file holdall did not stamp."""
+    if not conn.execute(
+        "SELECT 1 FROM duckdb_tables() WHERE table_name = 'holdall_schema'"
+    ).fetchall():
+        return None
     rows = conn.execute("SELECT max(version) FROM holdall_schema").fetchall()
     return None if not rows or rows[0][0] is None else int(rows[0][0])
 
@@ -119,24 +124,25 @@ def ensure_schema(conn: duckdb.DuckDBPyConnection, path: Path, *, writable: bool
     SchemaVersionError
         When the file has another version (or none): it is reported, never altered.
     """
+    if _is_empty(conn):
+        if writable:
+            _create(conn)
+        return  # an empty file opened read-only: queries report missing tables
     found = read_version(conn)
-    if found == SCHEMA_VERSION:
-        return
-    if found == 0 and writable:
-        conn.execute("BEGIN TRANSACTION")
-        try:
-            conn.execute(_DDL)
-            conn.execute(
-                "INSERT INTO holdall_schema VALUES (?, current_timestamp)", [SCHEMA_VERSION]
-            )
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        return
-    if found == 0:
-        return  # an empty file opened read-only: every table query reports missing data
-    raise _mismatch(path, found)
+    if found != SCHEMA_VERSION:
+        raise _mismatch(path, found)
+
+
+def _create(conn: duckdb.DuckDBPyConnection) -> None:
+    """Create every table and stamp the version, in one transaction."""
+    conn.execute("BEGIN TRANSACTION")
+    try:
+        conn.execute(_DDL)
+        conn.execute("INSERT INTO holdall_schema VALUES (?, current_timestamp)", [SCHEMA_VERSION])
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
 
 
 def migrate(conn: duckdb.DuckDBPyConnection, path: Path) -> int:
@@ -150,7 +156,7 @@ def migrate(conn: duckdb.DuckDBPyConnection, path: Path) -> int:
     found = read_version(conn)
     if found is None or found > SCHEMA_VERSION:
         raise _mismatch(path, found)
-    if found in (0, SCHEMA_VERSION):
+    if found == SCHEMA_VERSION:
         return found
     missing = [v for v in range(found, SCHEMA_VERSION) if v not in MIGRATIONS]
     if missing:

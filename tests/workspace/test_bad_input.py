@@ -1,0 +1,258 @@
+"""Bad input gets a clear holdall error and leaves nothing half-written."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import numpy as np
+import pytest
+
+from holdall.errors import (
+    ClosedStorageError,
+    InvalidKeyError,
+    InvalidValueError,
+    KeyNotFoundError,
+    ReadOnlyStorageError,
+    SchemaVersionError,
+    UnsupportedTypeError,
+)
+from holdall.workspace import PipelineLibrary, WorkspaceStore, _schema
+from tests.workspace.conftest import Trained, prediction_fields
+
+
+@pytest.mark.parametrize("score", ["val_score", "test_score", "train_score"])
+@pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf])
+def test_non_finite_scores_are_refused(
+    store: WorkspaceStore, trained: Trained, score: str, bad: float
+) -> None:
+    with pytest.raises(InvalidValueError) as info:
+        store.save_prediction(**prediction_fields(trained.pipeline_id, None, **{score: bad}))
+    assert info.value.key == score
+    assert store.query_predictions().height == 0
+
+
+def test_nan_inside_scores_dict_and_pipeline_scores(
+    store: WorkspaceStore, trained: Trained
+) -> None:
+    with pytest.raises(InvalidValueError):
+        store.save_prediction(
+            **prediction_fields(trained.pipeline_id, None, scores={"val": {"r2": math.nan}})
+        )
+    with pytest.raises(InvalidValueError):
+        store.complete_pipeline(trained.pipeline_id, math.nan, 0.1, "rmse", 10)
+    pipeline = store.get_pipeline(trained.pipeline_id)
+    assert pipeline is not None and pipeline["status"] == "running"
+
+
+@pytest.mark.parametrize(
+    ("arrays", "key"),
+    [
+        ({"y_true": np.zeros(3), "y_pred": np.zeros(4)}, "y_true"),
+        ({"y_true": np.zeros(4), "y_pred": np.zeros(5)}, "y_pred"),
+        ({"y_true": np.zeros(4), "y_pred": np.zeros(4), "y_proba": np.zeros((2, 2))}, "y_proba"),
+        ({"y_true": np.array(["a", "b", "c", "d"]), "y_pred": np.zeros(4)}, "y_true"),
+        ({"y_true": np.zeros(4, dtype=complex), "y_pred": np.zeros(4)}, "y_true"),
+        (
+            {"y_true": np.zeros(4), "y_pred": np.zeros(4), "sample_indices": np.zeros(4)},
+            "sample_indices",
+        ),
+        ({"y_true": np.full(4, 2**60), "y_pred": np.zeros(4)}, "y_true"),
+        ({"y_true": np.float64(1.0), "y_pred": np.zeros(4)}, "y_true"),
+    ],
+)
+def test_bad_arrays_are_refused_and_nothing_is_written(
+    store: WorkspaceStore, trained: Trained, arrays: dict[str, Any], key: str
+) -> None:
+    pid = store.save_prediction(**prediction_fields(trained.pipeline_id, None))
+    with pytest.raises(InvalidValueError) as info:
+        store.save_prediction_arrays(pid, **arrays)
+    assert info.value.key == key
+    assert store.load_prediction_arrays([pid]) == {}
+    with pytest.raises(InvalidValueError):
+        store.save_predictions([{**prediction_fields(trained.pipeline_id, None), **arrays}])
+    assert store.query_predictions().height == 1
+
+
+def test_bulk_save_is_all_or_nothing(store: WorkspaceStore, trained: Trained) -> None:
+    good = prediction_fields(trained.pipeline_id, None)
+    with pytest.raises(InvalidValueError):
+        store.save_predictions([good, {**good, "val_score": math.nan}])
+    with pytest.raises(KeyNotFoundError):
+        store.save_predictions([good, prediction_fields("no-such-pipeline", None)])
+    with pytest.raises(InvalidValueError):
+        store.save_predictions([{"pipeline_id": trained.pipeline_id}])
+    assert store.query_predictions().height == 0
+
+
+@pytest.mark.parametrize("name", ["a/b", "..", "a\\b", "", "x\x00y", "/abs"])
+def test_names_with_path_separators_are_refused(
+    store: WorkspaceStore, tmp_path: Path, name: str
+) -> None:
+    with pytest.raises(InvalidKeyError):
+        store.begin_run(name, {}, [])
+    run_id = store.begin_run("ok", {}, [])
+    with pytest.raises(InvalidKeyError):
+        store.begin_pipeline(run_id, name, {}, [], "wheat", "h")
+    with pytest.raises(InvalidKeyError):
+        store.begin_pipeline(run_id, "p", {}, [], name, "h")
+    with pytest.raises(InvalidKeyError):
+        PipelineLibrary(tmp_path).save_template({}, name)
+    with pytest.raises(InvalidKeyError):
+        PipelineLibrary(tmp_path).save_template({}, "t", category=name)
+    assert store.list_pipelines().height == 0
+
+
+def test_values_that_are_not_json_are_refused(store: WorkspaceStore) -> None:
+    with pytest.raises(UnsupportedTypeError):
+        store.begin_run("r", {"fn": object()}, [])
+    assert store.list_runs().height == 0
+    run_id = store.begin_run("r", {"arr": np.arange(2), "n": np.int64(3)}, [])
+    run = store.get_run(run_id)
+    assert run is not None and run["config"] == {"arr": [0, 1], "n": 3}
+
+
+def test_unknown_ids_on_getters_return_none(store: WorkspaceStore) -> None:
+    assert store.get_run("x") is None
+    assert store.get_pipeline("x") is None
+    assert store.get_chain("x") is None
+    assert store.get_prediction("x") is None
+    assert store.get_prediction("x", load_arrays=True) is None
+
+
+def test_unknown_ids_on_writes_and_deletes_raise(store: WorkspaceStore, trained: Trained) -> None:
+    calls = [
+        lambda: store.complete_run("x", {}),
+        lambda: store.fail_run("x", "e"),
+        lambda: store.begin_pipeline("x", "p", {}, [], "wheat", "h"),
+        lambda: store.complete_pipeline("x", 0.1, 0.1, "rmse", 1),
+        lambda: store.fail_pipeline("x", "e"),
+        lambda: store.save_chain("x", [], 0, "M", "", "per_fold", {}, {}),
+        lambda: store.save_prediction(**prediction_fields("x", None)),
+        lambda: store.save_prediction(**prediction_fields(trained.pipeline_id, "no-chain")),
+        lambda: store.save_prediction_arrays("x", np.zeros(4), np.zeros(4)),
+        lambda: store.log_step("x", 0, "op", "fit"),
+        lambda: store.delete_run("x"),
+        lambda: store.delete_prediction("x"),
+        lambda: store.export_chain("x", store.workspace_path / "out"),
+        lambda: store.export_pipeline_config("x", store.workspace_path / "out"),
+        lambda: store.export_run("x", store.workspace_path / "out"),
+        lambda: store.replay_chain("x", np.zeros((1, 3))),
+    ]
+    for call in calls:
+        with pytest.raises(KeyNotFoundError):
+            call()
+
+
+def test_bad_query_arguments(store: WorkspaceStore) -> None:
+    with pytest.raises(InvalidValueError):
+        store.top_predictions(3, metric="val_score; DROP TABLE runs")
+    with pytest.raises(InvalidValueError):
+        store.top_predictions(3, group_by="nope")
+    with pytest.raises(InvalidValueError):
+        store.query_predictions(limit=-1)
+    with pytest.raises(InvalidValueError):
+        store.export_predictions_parquet(store.workspace_path / "x.parquet", colour="red")
+    with pytest.raises(InvalidValueError):
+        store.log_step("x", 0, "op", "fit", level="loud")
+    assert store.query_predictions(dataset_name="'; DROP TABLE runs; --").height == 0
+    assert store.list_runs().height == 0
+
+
+def test_closed_store_refuses_everything(tmp_path: Path) -> None:
+    store = WorkspaceStore(tmp_path)
+    run_id = store.begin_run("r", {}, [])
+    store.close()
+    store.close()  # idempotent
+    with pytest.raises(ClosedStorageError):
+        store.get_run(run_id)
+    with pytest.raises(ClosedStorageError):
+        store.begin_run("r2", {}, [])
+    with pytest.raises(ClosedStorageError):
+        store.flush()
+    assert "closed" in repr(store)
+
+
+def test_read_only_store_refuses_writes(tmp_path: Path) -> None:
+    with WorkspaceStore(tmp_path) as store:
+        trained = Trained(store)
+    with WorkspaceStore(tmp_path, read_only=True) as reader:
+        writes = [
+            lambda: reader.begin_run("r", {}, []),
+            lambda: reader.save_prediction(**prediction_fields(trained.pipeline_id, None)),
+            lambda: reader.save_artifact(np.ones(2), "np", "a", "npy"),
+            lambda: reader.delete_run(trained.run_id),
+            lambda: reader.gc_artifacts(),
+            lambda: reader.vacuum(),
+            lambda: reader.flush(),
+        ]
+        for write in writes:
+            with pytest.raises(ReadOnlyStorageError):
+                write()
+        assert reader.get_run(trained.run_id) is not None
+    with pytest.raises(KeyNotFoundError):
+        WorkspaceStore(tmp_path / "missing", read_only=True)
+
+
+def _stamp(tmp_path: Path, version: int) -> Path:
+    with WorkspaceStore(tmp_path) as store:
+        store.begin_run("r", {}, [])
+    conn = duckdb.connect(str(tmp_path / "store.duckdb"))
+    conn.execute("UPDATE holdall_schema SET version = ?", [version])
+    conn.close()
+    return tmp_path / "store.duckdb"
+
+
+@pytest.mark.parametrize("version", [_schema.SCHEMA_VERSION + 1, _schema.SCHEMA_VERSION - 1])
+def test_other_schema_versions_are_reported_not_altered(tmp_path: Path, version: int) -> None:
+    db = _stamp(tmp_path, version)
+    before = db.read_bytes()
+    for read_only in (False, True):
+        with pytest.raises(SchemaVersionError) as info:
+            WorkspaceStore(tmp_path, read_only=read_only)
+        assert (info.value.got, info.value.expected) == (version, _schema.SCHEMA_VERSION)
+        assert ("migrate" in str(info.value)) == (version < _schema.SCHEMA_VERSION)
+    assert db.read_bytes() == before
+
+
+def test_foreign_duckdb_file_is_reported(tmp_path: Path) -> None:
+    conn = duckdb.connect(str(tmp_path / "store.duckdb"))
+    conn.execute("CREATE TABLE runs (run_id VARCHAR)")
+    conn.close()
+    with pytest.raises(SchemaVersionError) as info:
+        WorkspaceStore(tmp_path)
+    assert info.value.got is None
+
+
+def test_migration_runs_in_one_transaction(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    old = _schema.SCHEMA_VERSION - 1
+    _stamp(tmp_path, old)
+
+    def broken(conn: duckdb.DuckDBPyConnection) -> None:
+        conn.execute("ALTER TABLE runs ADD COLUMN tag VARCHAR")
+        raise RuntimeError("migration bug")
+
+    monkeypatch.setitem(_schema.MIGRATIONS, old, broken)
+    with pytest.raises(RuntimeError, match="migration bug"):
+        WorkspaceStore.migrate(tmp_path)
+    conn = duckdb.connect(str(tmp_path / "store.duckdb"))
+    assert _schema.read_version(conn) == old  # rolled back: version and column unchanged
+    assert "tag" not in [r[0] for r in conn.execute("DESCRIBE runs").fetchall()]
+    conn.close()
+
+    monkeypatch.setitem(
+        _schema.MIGRATIONS,
+        old,
+        lambda conn: conn.execute("ALTER TABLE runs ADD COLUMN tag VARCHAR"),
+    )
+    assert WorkspaceStore.migrate(tmp_path) == old
+    with WorkspaceStore(tmp_path) as store:
+        assert store.list_runs().height == 1
+
+
+def test_migration_without_a_path_is_reported(tmp_path: Path) -> None:
+    _stamp(tmp_path, _schema.SCHEMA_VERSION - 1)
+    with pytest.raises(SchemaVersionError, match="no migration"):
+        WorkspaceStore.migrate(tmp_path)

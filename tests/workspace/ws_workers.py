@@ -1,0 +1,82 @@
+"""Worker processes for the multi-process workspace tests: ``python ws_workers.py COMMAND ...``.
+
+Each command opens the workspace given as first argument in this (separate) process, so
+the tests exercise the real inter-process lock and DuckDB's one-writer-process rule.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from holdall.workspace import WorkspaceStore, replay_chain
+
+
+def _fields(pipeline_id: str, i: int, tag: str) -> dict[str, object]:
+    return {
+        "pipeline_id": pipeline_id, "chain_id": None, "dataset_name": "wheat", "model_name": tag,
+        "model_class": "Ridge", "fold_id": str(i % 5), "partition": "val", "val_score": float(i),
+        "test_score": None, "train_score": None, "metric": "rmse", "task_type": "regression",
+        "n_samples": 8, "n_features": 2, "scores": {}, "best_params": {}, "branch_id": None,
+        "branch_name": None, "exclusion_count": 0, "exclusion_rate": 0.0,
+    }  # fmt: skip
+
+
+def write(path: str, pipeline_id: str, tag: str, count: str) -> None:
+    """Save `count` predictions one at a time, reopening between batches to interleave."""
+    n = int(count)
+    for start in range(0, n, 10):
+        with WorkspaceStore(path, lock_timeout=60, flush_every=5) as store:
+            for i in range(start, min(start + 10, n)):
+                pid = store.save_prediction(**_fields(pipeline_id, i, tag))  # type: ignore[arg-type]
+                store.save_prediction_arrays(pid, np.full(8, i, dtype=np.int32), np.full(8, i / 2))
+
+
+def read(path: str, seconds: str) -> None:
+    """Read counts repeatedly in read-only mode; print how many reads succeeded."""
+    deadline = time.monotonic() + float(seconds)
+    reads = 0
+    while time.monotonic() < deadline:
+        with WorkspaceStore(path, read_only=True, lock_timeout=60) as store:
+            frame = store.query_predictions()
+            if frame.height and not (frame["n_samples"] == 8).all():
+                raise SystemExit("inconsistent read")
+            reads += 1
+    print(reads)
+
+
+def hold(path: str, seconds: str) -> None:
+    """Hold the workspace in exclusive mode for `seconds`, then close."""
+    with WorkspaceStore(path, exclusive=True):
+        print("holding", flush=True)
+        time.sleep(float(seconds))
+
+
+def crash_loop(path: str, pipeline_id: str) -> None:
+    """Write batches and artifacts forever (exclusive mode) until killed with SIGKILL."""
+    with WorkspaceStore(path, exclusive=True) as store:
+        batch = 0
+        while True:
+            records = [{**_fields(pipeline_id, i, f"b{batch}"), "y_true": np.arange(8.0),
+                        "y_pred": np.arange(8.0)} for i in range(50)]  # fmt: skip
+            store.save_predictions(records)
+            store.save_artifact(np.full(50_000, batch, dtype=np.float64), "np", "array", "npy")
+            print(batch, flush=True)
+            batch += 1
+
+
+def replay(bundle: str, x_file: str, out_file: str) -> None:
+    """Replay a bundle with no workspace at all and save the predictions."""
+    np.save(out_file, replay_chain(bundle, X=np.load(x_file)))
+    if any(p.name == "store.duckdb" for p in Path(bundle).parent.rglob("*")):
+        raise SystemExit("a workspace was created")
+
+
+if __name__ == "__main__":
+    command, *arguments = sys.argv[1:]
+    {"write": write, "read": read, "hold": hold, "crash_loop": crash_loop, "replay": replay}[
+        command
+    ](*arguments)
