@@ -247,9 +247,11 @@ class OptStorage(DataStorage):
                             documents[doc_name] = data
                 self._nodes[folder] = self._node_from_documents(documents)
         if "" not in self._nodes:
-            if self._nodes:
-                # A hierarchy with no root document: treat the root as an implicit group.
+            if self._nodes or not consolidated:
+                # A hierarchy with no root document (a working directory before its first
+                # flush): the root is an implicit group.
                 self._nodes[""] = self._group_node({})
+                self._stale_documents.add("")
             else:
                 raise CorruptedFileError(
                     f"{self._describe()} holds no Zarr hierarchy (no zarr.json or .zgroup at its root)",
