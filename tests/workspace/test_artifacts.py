@@ -29,10 +29,8 @@ def test_formats_round_trip_and_address_is_sha256(store: WorkspaceStore, fmt: st
     artifact_id = store.save_artifact(value, "numpy.ndarray", "array", fmt)
     path = store.get_artifact_path(artifact_id)
     assert artifact_id == hashlib.sha256(path.read_bytes()).hexdigest()
-    assert (
-        path.parent.name == artifact_id[:2]
-        and path.parent.parent == store.workspace_path / "artifacts"
-    )
+    assert path.parent.name == artifact_id[:2]
+    assert path.parent.parent == store.workspace_path / "artifacts"
     loaded = store.load_artifact(artifact_id)
     assert loaded.dtype == value.dtype
     np.testing.assert_array_equal(loaded, value)
@@ -85,8 +83,10 @@ def test_delete_run_cascades_and_removes_unshared_artifacts(
     files = [store.get_artifact_path(a) for a in (trained.scaler_id, *trained.fold_ids.values())]
     # run + pipeline + chain + prediction + arrays + log + 3 artifacts
     assert store.delete_run(trained.run_id) == 9
-    assert store.get_run(trained.run_id) is None and store.get_pipeline(trained.pipeline_id) is None
-    assert store.get_chain(trained.chain_id) is None and store.get_prediction(pid) is None
+    assert store.get_run(trained.run_id) is None
+    assert store.get_pipeline(trained.pipeline_id) is None
+    assert store.get_chain(trained.chain_id) is None
+    assert store.get_prediction(pid) is None
     assert store.get_pipeline_log(trained.pipeline_id).height == 0
     assert not any(f.exists() for f in files)
     with pytest.raises(KeyNotFoundError):
@@ -131,7 +131,8 @@ def test_gc_removes_orphan_files_and_temporaries(store: WorkspaceStore, trained:
     temporary.parent.mkdir(parents=True, exist_ok=True)
     temporary.write_bytes(b"half")
     assert store.gc_artifacts() == 2
-    assert not orphan.exists() and not temporary.exists()
+    assert not orphan.exists()
+    assert not temporary.exists()
     assert store.gc_artifacts() == 0
     np.testing.assert_allclose(
         store.replay_chain(trained.chain_id, trained.X), trained.expected(trained.X)

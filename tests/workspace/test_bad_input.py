@@ -44,7 +44,8 @@ def test_nan_inside_scores_dict_and_pipeline_scores(
     with pytest.raises(InvalidValueError):
         store.complete_pipeline(trained.pipeline_id, math.nan, 0.1, "rmse", 10)
     pipeline = store.get_pipeline(trained.pipeline_id)
-    assert pipeline is not None and pipeline["status"] == "running"
+    assert pipeline is not None
+    assert pipeline["status"] == "running"
 
 
 @pytest.mark.parametrize(
@@ -111,7 +112,8 @@ def test_values_that_are_not_json_are_refused(store: WorkspaceStore) -> None:
     assert store.list_runs().height == 0
     run_id = store.begin_run("r", {"arr": np.arange(2), "n": np.int64(3)}, [])
     run = store.get_run(run_id)
-    assert run is not None and run["config"] == {"arr": [0, 1], "n": 3}
+    assert run is not None
+    assert run["config"] == {"arr": [0, 1], "n": 3}
 
 
 def test_unknown_ids_on_getters_return_none(store: WorkspaceStore) -> None:

@@ -31,12 +31,15 @@ def test_run_lifecycle(store: WorkspaceStore) -> None:
     )
     store.complete_run(run_id, {"best": 0.1})
     run = store.get_run(run_id)
-    assert run is not None and run["status"] == "completed" and run["summary"] == {"best": 0.1}
+    assert run is not None
+    assert run["status"] == "completed"
+    assert run["summary"] == {"best": 0.1}
     assert run["completed_at"] is not None
     failed = store.begin_run("exp2", None, [])
     store.fail_run(failed, "out of memory")
     failed_run = store.get_run(failed)
-    assert failed_run is not None and (failed_run["status"], failed_run["error"]) == (
+    assert failed_run is not None
+    assert (failed_run["status"], failed_run["error"]) == (
         "failed",
         "out of memory",
     )
@@ -58,9 +61,8 @@ def test_pipeline_lifecycle_and_listing(store: WorkspaceStore) -> None:
         0.12,
         1500,
     )
-    assert pipeline["expanded_config"] == {"model": "PLS"} and pipeline["generator_choices"] == [
-        {"n": 5}
-    ]
+    assert pipeline["expanded_config"] == {"model": "PLS"}
+    assert pipeline["generator_choices"] == [{"n": 5}]
     assert store.list_pipelines(run_id=run_id)["pipeline_id"].to_list() == [first, second]
     assert store.list_pipelines(dataset_name="corn")["pipeline_id"].to_list() == [second]
 
@@ -72,7 +74,8 @@ def test_fail_pipeline_rolls_back_its_data_but_keeps_logs(
     store.log_step(trained.pipeline_id, 1, "Ridge", "error", message="diverged", level="error")
     store.fail_pipeline(trained.pipeline_id, "diverged")
     pipeline = store.get_pipeline(trained.pipeline_id)
-    assert pipeline is not None and (pipeline["status"], pipeline["error"]) == (
+    assert pipeline is not None
+    assert (pipeline["status"], pipeline["error"]) == (
         "failed",
         "diverged",
     )
@@ -137,9 +140,8 @@ def test_predictions_with_arrays_keep_dtypes_and_shapes(
                            ("sample_indices", indices), ("weights", weights)):  # fmt: skip
         assert record[name].dtype == expected.dtype, name
         np.testing.assert_array_equal(record[name], expected)
-    assert record["scores"] == {"val": {"rmse": 0.5}} and record["best_params"] == {
-        "n_components": 5
-    }
+    assert record["scores"] == {"val": {"rmse": 0.5}}
+    assert record["best_params"] == {"n_components": 5}
     assert "y_true" not in (store.get_prediction(pid) or {})
 
 
@@ -148,12 +150,15 @@ def test_prediction_without_arrays_loads_none_and_arrays_can_be_replaced(
 ) -> None:
     pid = store.save_prediction(**prediction_fields(trained.pipeline_id, None))
     record = store.get_prediction(pid, load_arrays=True)
-    assert record is not None and record["y_true"] is None and record["y_pred"] is None
+    assert record is not None
+    assert record["y_true"] is None
+    assert record["y_pred"] is None
     store.save_prediction_arrays(pid, np.zeros(4), np.ones(4))
     store.flush()
     store.save_prediction_arrays(pid, None, np.full(4, 7.0))
     record = store.get_prediction(pid, load_arrays=True)
-    assert record is not None and record["y_true"] is None
+    assert record is not None
+    assert record["y_true"] is None
     np.testing.assert_array_equal(record["y_pred"], np.full(4, 7.0))
 
 
