@@ -98,6 +98,8 @@ class _Node:
     """Node attributes; holdall's own live under ``"holdall"``."""
     spec: ArraySpec | None = None
     """The array layout, parsed on first read."""
+    parsed_documents: dict[str, Any] | None = None
+    """`documents` parsed, filled on first use (or at creation)."""
 
     @property
     def holdall(self) -> dict[str, Any]:
@@ -106,8 +108,10 @@ class _Node:
         return value if isinstance(value, dict) else {}
 
     def parsed(self) -> dict[str, Any]:
-        """The parsed metadata documents."""
-        return {name: json.loads(data) for name, data in self.documents.items()}
+        """The parsed metadata documents (parsed once, then kept)."""
+        if self.parsed_documents is None:
+            self.parsed_documents = {name: json.loads(data) for name, data in self.documents.items()}
+        return self.parsed_documents
 
 
 def _join(path: str, name: str) -> str:
@@ -561,14 +565,14 @@ class OptStorage(DataStorage):
     def _root_documents(self) -> dict[str, bytes]:
         """Root group documents with consolidated metadata of every node."""
         if self._zarr_format == 3:
-            inline = {path: json.loads(node.documents["zarr.json"]) for path, node in sorted(self._nodes.items()) if path}
-            root = json.loads(self._nodes[""].documents["zarr.json"])
+            inline = {path: node.parsed()["zarr.json"] for path, node in sorted(self._nodes.items()) if path}
+            root = dict(self._nodes[""].parsed()["zarr.json"])
             root["consolidated_metadata"] = {"kind": "inline", "must_understand": False, "metadata": inline}
             return {"zarr.json": json.dumps(root, allow_nan=False).encode()}
         consolidated: dict[str, Any] = {}
         for path, node in sorted(self._nodes.items()):
-            for name, data in node.documents.items():
-                consolidated[_join(path, name)] = json.loads(data)
+            for name, document in node.parsed().items():
+                consolidated[_join(path, name)] = document
         documents = dict(self._nodes[""].documents)
         documents[".zmetadata"] = json.dumps({"zarr_consolidated_format": 1, "metadata": consolidated}).encode()
         return documents
