@@ -17,7 +17,9 @@ from pathlib import Path
 REPORT = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
 
 
-def median_seconds(run: Callable[[], object], *, repeats: int, setup: Callable[[], object] | None = None) -> float:
+def median_seconds(
+    run: Callable[[], object], *, repeats: int, setup: Callable[[], object] | None = None
+) -> float:
     """Median wall time of `run` over `repeats` calls, each after an untimed `setup`."""
     times = []
     for _ in range(repeats):

@@ -64,7 +64,10 @@ def _zarr_codecs(array: np.ndarray[Any, Any], preset: str) -> dict[str, Any]:
     if preset == "zstd12":
         return {"filters": filters, "compressors": [ZstdCodec(level=12)]}
     shuffle = "bitshuffle" if is_int else "shuffle"
-    return {"filters": filters, "compressors": [BloscCodec(cname="zstd", clevel=1, shuffle=shuffle)]}
+    return {
+        "filters": filters,
+        "compressors": [BloscCodec(cname="zstd", clevel=1, shuffle=shuffle)],
+    }
 
 
 def bench_large(work: Path, nbytes: int, repeats: int) -> tuple[str, dict[str, Any]]:
@@ -74,7 +77,8 @@ def bench_large(work: Path, nbytes: int, repeats: int) -> tuple[str, dict[str, A
     rows = []
     checks: dict[str, Any] = {}
     chunk_elems = (4 * MiB) // 4
-    for name, array in large_arrays(nbytes).items():
+
+    def one(name: str, array: np.ndarray[Any, Any]) -> None:
         target = work / "large"
 
         def fresh() -> None:
@@ -85,6 +89,7 @@ def bench_large(work: Path, nbytes: int, repeats: int) -> tuple[str, dict[str, A
             def run() -> None:
                 with OptStorage(target / "s.zarr", compression=compression) as store:  # type: ignore[arg-type]
                     store.save_data("x", array)
+
             return run
 
         def opt_read() -> None:
@@ -94,9 +99,15 @@ def bench_large(work: Path, nbytes: int, repeats: int) -> tuple[str, dict[str, A
         def zarr_write(preset: str) -> Callable[[], None]:
             def run() -> None:
                 with _quiet():
-                    z = zarr.create_array(str(target / "z.zarr"), shape=array.shape, dtype=array.dtype,
-                                          chunks=(chunk_elems,), **_zarr_codecs(array, preset))
+                    z = zarr.create_array(
+                        str(target / "z.zarr"),
+                        shape=array.shape,
+                        dtype=array.dtype,
+                        chunks=(chunk_elems,),
+                        **_zarr_codecs(array, preset),
+                    )
                     z[:] = array
+
             return run
 
         def zarr_read() -> None:
@@ -114,6 +125,7 @@ def bench_large(work: Path, nbytes: int, repeats: int) -> tuple[str, dict[str, A
         def savez(compressed: bool) -> Callable[[], None]:
             def run() -> None:
                 (np.savez_compressed if compressed else np.savez)(target / "a.npz", x=array)
+
             return run
 
         def load_npz() -> None:
@@ -135,15 +147,34 @@ def bench_large(work: Path, nbytes: int, repeats: int) -> tuple[str, dict[str, A
             read_s = median_seconds(read, repeats=n)
             ratio = array.nbytes / _dir_size(target / output)
             results[label] = (write_s, read_s, ratio)
-            rows.append([name, label, f"{array.nbytes / write_s / 1e9:.2f}", f"{array.nbytes / read_s / 1e9:.2f}", f"{ratio:.2f}"])
+            rows.append(
+                [
+                    name,
+                    label,
+                    f"{array.nbytes / write_s / 1e9:.2f}",
+                    f"{array.nbytes / read_s / 1e9:.2f}",
+                    f"{ratio:.2f}",
+                ]
+            )
             print(rows[-1], flush=True)
-        default, same, seeds = (results[k] for k in ("holdall OptStorage (default)", "zarr-python, same codec", "holdall OptStorage zstd12 (seeds)"))
+        default, same, seeds = (
+            results[k]
+            for k in (
+                "holdall OptStorage (default)",
+                "zarr-python, same codec",
+                "holdall OptStorage zstd12 (seeds)",
+            )
+        )
         checks[name] = {
             "write vs zarr": same[0] / default[0],
             "read vs zarr": same[1] / default[1],
             "write vs zstd12": seeds[0] / default[0],
             "ratio vs zstd12": default[2] / seeds[2],
         }
+
+    for name, array in large_arrays(nbytes).items():
+        one(name, array)
+
     table = markdown_table(["data", "method", "write GB/s", "read GB/s", "ratio"], rows)
     return table, checks
 
@@ -171,8 +202,14 @@ def bench_small(work: Path, stores: int, zarr_stores: int) -> tuple[str, dict[st
     rows = []
     rates: dict[str, float] = {}
 
-    def measure(label: str, write: Callable[[Path, dict[str, Any]], None], read: Callable[[Path], None],
-                count: int, files: Callable[[Path], int], size: Callable[[Path], int]) -> None:
+    def measure(
+        label: str,
+        write: Callable[[Path, dict[str, Any]], None],
+        read: Callable[[Path], None],
+        count: int,
+        files: Callable[[Path], int],
+        size: Callable[[Path], int],
+    ) -> None:
         folder = work / label.replace(" ", "_")
         shutil.rmtree(folder, ignore_errors=True)
         folder.mkdir()
@@ -188,7 +225,17 @@ def bench_small(work: Path, stores: int, zarr_stores: int) -> tuple[str, dict[st
         rates[label] = write_rate
         rates[label + " read"] = read_rate
         raw_per = raw / stores
-        rows.append([label, count, f"{write_rate:.0f}", f"{read_rate:.0f}", files(folder / "part_0000"), f"{stored / 1024:.1f}", f"{raw_per / stored:.2f}"])
+        rows.append(
+            [
+                label,
+                count,
+                f"{write_rate:.0f}",
+                f"{read_rate:.0f}",
+                files(folder / "part_0000"),
+                f"{stored / 1024:.1f}",
+                f"{raw_per / stored:.2f}",
+            ]
+        )
         print(rows[-1], flush=True)
 
     def opt_write(path: Path, part: dict[str, Any]) -> None:
@@ -209,6 +256,7 @@ def bench_small(work: Path, stores: int, zarr_stores: int) -> tuple[str, dict[st
 
     def h5_read(path: Path) -> None:
         with h5py.File(f"{path}.h5", "r") as f:
+
             def load(name: str, obj: Any) -> None:
                 if isinstance(obj, h5py.Dataset):
                     obj[()]
@@ -222,8 +270,12 @@ def bench_small(work: Path, stores: int, zarr_stores: int) -> tuple[str, dict[st
                 is_int = value.dtype.kind in "iu"
                 from zarr.codecs.numcodecs import Delta
 
-                group.create_array(key, data=value, compressors=[ZstdCodec(level=12)],
-                                   filters=[Delta(dtype=str(value.dtype))] if is_int else [])
+                group.create_array(
+                    key,
+                    data=value,
+                    compressors=[ZstdCodec(level=12)],
+                    filters=[Delta(dtype=str(value.dtype))] if is_int else [],
+                )
 
     def zarr_read(path: Path) -> None:
         with _quiet():
@@ -238,16 +290,44 @@ def bench_small(work: Path, stores: int, zarr_stores: int) -> tuple[str, dict[st
         def run(path: Path) -> int:
             target = Path(f"{path}{suffix}")
             return 1 if target.is_file() else sum(1 for p in target.rglob("*") if p.is_file())
+
         return run
 
     def size_of(suffix: str) -> Callable[[Path], int]:
         return lambda path: _dir_size(Path(f"{path}{suffix}"))
 
-    measure("holdall OptStorage -> archive", opt_write, opt_read, stores, count_files(".zarr.data"), size_of(".zarr.data"))
-    measure("h5py one file per store (uncompressed)", h5_write, h5_read, stores, count_files(".h5"), size_of(".h5"))
-    measure("zarr-python directory, zstd12 (seeds)", zarr_write, zarr_read, zarr_stores, count_files(".zarr"), size_of(".zarr"))
-    table = markdown_table(["method", "stores", "written/s", "read/s", "files per store", "KiB per store", "ratio"], rows)
-    return f"{stores} stores of {arrays} arrays ({raw / stores / 1024:.0f} KiB uncompressed each).\n\n{table}", rates
+    measure(
+        "holdall OptStorage -> archive",
+        opt_write,
+        opt_read,
+        stores,
+        count_files(".zarr.data"),
+        size_of(".zarr.data"),
+    )
+    measure(
+        "h5py one file per store (uncompressed)",
+        h5_write,
+        h5_read,
+        stores,
+        count_files(".h5"),
+        size_of(".h5"),
+    )
+    measure(
+        "zarr-python directory, zstd12 (seeds)",
+        zarr_write,
+        zarr_read,
+        zarr_stores,
+        count_files(".zarr"),
+        size_of(".zarr"),
+    )
+    table = markdown_table(
+        ["method", "stores", "written/s", "read/s", "files per store", "KiB per store", "ratio"],
+        rows,
+    )
+    return (
+        f"{stores} stores of {arrays} arrays ({raw / stores / 1024:.0f} KiB uncompressed each).\n\n{table}",
+        rates,
+    )
 
 
 def main() -> None:
@@ -268,33 +348,47 @@ def main() -> None:
             f"same codec (target >= 0.90x); write {ratios['write vs zstd12']:.1f}x the Zstd-12 configuration "
             f"(target >= 10x) at {ratios['ratio vs zstd12']:.2f}x its compression ratio (target >= 1.00x)"
         )
-    opt, h5, seeds = (rates[k] for k in ("holdall OptStorage -> archive", "h5py one file per store (uncompressed)", "zarr-python directory, zstd12 (seeds)"))
-    opt_r, h5_r = rates["holdall OptStorage -> archive read"], rates["h5py one file per store (uncompressed)"]
+    opt, h5, seeds = (
+        rates[k]
+        for k in (
+            "holdall OptStorage -> archive",
+            "h5py one file per store (uncompressed)",
+            "zarr-python directory, zstd12 (seeds)",
+        )
+    )
+    opt_r, h5_r = (
+        rates["holdall OptStorage -> archive read"],
+        rates["h5py one file per store (uncompressed)"],
+    )
     lines.append(
         f"- small stores: written {opt / h5:.2f}x and read {opt_r / h5_r:.2f}x h5py (target >= 1.00x), "
         f"written {opt / seeds:.0f}x the Zstd-12 zarr directory configuration (target >= 25x)"
     )
-    body = "\n".join([
-        "## Storage (issue: storage core)",
-        "",
-        f"Command: `.venv/bin/python -m benchmarks.storage{' --quick' if args.quick else ''}` on {machine_line()}.",
-        "Write times include creating, writing and closing the store (for OptStorage: encode, flush "
-        "or compress); read times open the store and load every value. Medians of 3 repeats for fast "
-        "methods, 1 for the slow Zstd-12 and savez_compressed runs. Blosc runs single-threaded inside "
-        "holdall's and zarr's own thread pools. Nothing is fsynced (like zarr and h5py's defaults).",
-        "",
-        "### Large arrays (256 MiB each)" if not args.quick else "### Large arrays (quick run: 16 MiB)",
-        "",
-        large_table,
-        "",
-        "### Per-part stores",
-        "",
-        small_table,
-        "",
-        "### Targets",
-        "",
-        *lines,
-    ])
+    body = "\n".join(
+        [
+            "## Storage (issue: storage core)",
+            "",
+            f"Command: `.venv/bin/python -m benchmarks.storage{' --quick' if args.quick else ''}` on {machine_line()}.",
+            "Write times include creating, writing and closing the store (for OptStorage: encode, flush "
+            "or compress); read times open the store and load every value. Medians of 3 repeats for fast "
+            "methods, 1 for the slow Zstd-12 and savez_compressed runs. Blosc runs single-threaded inside "
+            "holdall's and zarr's own thread pools. Nothing is fsynced (like zarr and h5py's defaults).",
+            "",
+            "### Large arrays (256 MiB each)"
+            if not args.quick
+            else "### Large arrays (quick run: 16 MiB)",
+            "",
+            large_table,
+            "",
+            "### Per-part stores",
+            "",
+            small_table,
+            "",
+            "### Targets",
+            "",
+            *lines,
+        ]
+    )
     write_section("storage", body)
     print(body)
 

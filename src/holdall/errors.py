@@ -165,7 +165,9 @@ class SchemaVersionError(HoldallError, RuntimeError):
 class WorkspaceLockedError(HoldallError, TimeoutError):
     """Another process held the workspace's write lock for longer than the configured wait."""
 
-    def __init__(self, message: str, *, path: str | None = None, waited_s: float | None = None) -> None:
+    def __init__(
+        self, message: str, *, path: str | None = None, waited_s: float | None = None
+    ) -> None:
         super().__init__(message)
         self.path = path
         self.waited_s = waited_s

@@ -25,7 +25,18 @@ from holdall.errors import (
 )
 from tests.conformance.values import ROUNDTRIP_VALUES, assert_same
 
-HOSTILE_KEYS = ["", "/abs", "../x", "a/../../x", "a//b", "a/", ".", "a/./b", "nul\x00byte", "back\\slash"]
+HOSTILE_KEYS = [
+    "",
+    "/abs",
+    "../x",
+    "a/../../x",
+    "a//b",
+    "a/",
+    ".",
+    "a/./b",
+    "nul\x00byte",
+    "back\\slash",
+]
 
 
 class StorageTests:
@@ -72,7 +83,10 @@ class StorageTests:
         assert_same(reader.load_data("face_areas"), np.array([9.0]))
         assert_same(
             reader.load_data("face"),
-            {"areas": np.array([1.5, 2.5], dtype=np.float32), "types": np.array([1, 2], dtype=np.int32)},
+            {
+                "areas": np.array([1.5, 2.5], dtype=np.float32),
+                "types": np.array([1, 2], dtype=np.int32),
+            },
         )
         assert "face/types" in reader
         assert "face/missing" not in reader
@@ -105,7 +119,9 @@ class StorageTests:
         store.delete_data("g/x")
         store.delete_data("b")
         assert "b" not in store
-        assert "file_sizes_KB" not in store.load_metadata() or "b" not in store.load_metadata("file_sizes_KB")
+        assert "file_sizes_KB" not in store.load_metadata() or "b" not in store.load_metadata(
+            "file_sizes_KB"
+        )
         with pytest.raises(KeyNotFoundError):
             store.delete_data("b")
 
@@ -142,10 +158,19 @@ class StorageTests:
 
     @pytest.mark.parametrize(
         "value",
-        [object(), {1, 2}, np.array([object()], dtype=object), np.zeros(2, dtype="M8[s]"), {"a": lambda: 1}, 2**70],
+        [
+            object(),
+            {1, 2},
+            np.array([object()], dtype=object),
+            np.zeros(2, dtype="M8[s]"),
+            {"a": lambda: 1},
+            2**70,
+        ],
         ids=["object", "set", "object_array", "datetime", "function_in_dict", "bigint"],
     )
-    def test_unsupported_values_raise_and_store_nothing(self, store: DataStorage, value: Any) -> None:
+    def test_unsupported_values_raise_and_store_nothing(
+        self, store: DataStorage, value: Any
+    ) -> None:
         with pytest.raises((UnsupportedTypeError, InvalidValueError)) as info:
             store.save_data("bad", value)
         assert "'bad" in str(info.value)
@@ -177,7 +202,9 @@ class StorageTests:
         reader = self.reopen(store)
         assert reader.load_metadata("size_cadfile") == 1024000
         assert reader.load_metadata("processing") == {
-            "duration": 12.5, "timestamp": "2025-10-30T10:30:00", "extra": [1, 2],
+            "duration": 12.5,
+            "timestamp": "2025-10-30T10:30:00",
+            "extra": [1, 2],
         }
         assert_same(reader.load_metadata("array"), np.arange(3, dtype=np.int16))
         with pytest.raises(KeyNotFoundError):
@@ -199,8 +226,14 @@ class StorageTests:
         schema = {
             "domain": "CAD_analysis",
             "groups": {
-                "faces": {"primary_dimension": "face", "arrays": {"face_areas": {"dims": ["face"], "dtype": "float32"}}},
-                "edges": {"primary_dimension": "edge", "arrays": {"edge_lengths": {"dims": ["edge"], "dtype": "float32"}}},
+                "faces": {
+                    "primary_dimension": "face",
+                    "arrays": {"face_areas": {"dims": ["face"], "dtype": "float32"}},
+                },
+                "edges": {
+                    "primary_dimension": "edge",
+                    "arrays": {"edge_lengths": {"dims": ["edge"], "dtype": "float32"}},
+                },
             },
         }
         store.set_schema(schema)
@@ -210,7 +243,9 @@ class StorageTests:
         assert store.get_group_for_array("unknown_array") is None
         assert store.validate_data_against_schema("face_areas", np.array([1.5], dtype=np.float32))
         assert not store.validate_data_against_schema("face_areas", np.ones((2, 2)))
-        assert not store.validate_data_against_schema("face_areas", np.array([1, 2, 3], dtype=np.int32))
+        assert not store.validate_data_against_schema(
+            "face_areas", np.array([1, 2, 3], dtype=np.int32)
+        )
         assert store.validate_data_against_schema("not_in_schema", np.ones((2, 2)))
         with pytest.raises(SchemaError, match="face_areas"):
             store.save_data("face_areas", np.ones((2, 2), dtype=np.float32))
@@ -228,8 +263,13 @@ class StorageTests:
         store.save_data("a", 1)
         store.close()
         store.close()  # idempotent
-        for call in (lambda: store.load_data("a"), lambda: store.save_data("b", 1), store.get_keys,
-                     lambda: store.load_metadata("x"), lambda: "a" in store):
+        for call in (
+            lambda: store.load_data("a"),
+            lambda: store.save_data("b", 1),
+            store.get_keys,
+            lambda: store.load_metadata("x"),
+            lambda: "a" in store,
+        ):
             with pytest.raises(ClosedStorageError):
                 call()
         assert "closed" in repr(store)
@@ -251,8 +291,12 @@ class StorageTests:
             assert not reader.read_only
             return
         assert reader.read_only
-        for call in (lambda: reader.save_data("b", 1), lambda: reader.delete_data("a"),
-                     lambda: reader.save_metadata("m", 1), lambda: reader.set_schema({})):
+        for call in (
+            lambda: reader.save_data("b", 1),
+            lambda: reader.delete_data("a"),
+            lambda: reader.save_metadata("m", 1),
+            lambda: reader.set_schema({}),
+        ):
             with pytest.raises(ReadOnlyStorageError):
                 call()
         assert reader.load_data("a") == 1

@@ -75,7 +75,9 @@ class _ZarrDirectory(_Tracked):
         return {}
 
     def make_store(self) -> DataStorage:
-        return OptStorage(self.store_path(), zarr_format=self.zarr_format, storage_options=self.options() or None)  # type: ignore[arg-type]
+        return OptStorage(
+            self.store_path(), zarr_format=self.zarr_format, storage_options=self.options() or None
+        )  # type: ignore[arg-type]
 
     def reopen(self, store: DataStorage) -> DataStorage:
         assert isinstance(store, OptStorage)
@@ -89,7 +91,9 @@ class _ZarrDirectory(_Tracked):
         store.flush()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # zarr notes numcodecs codecs are outside the v3 spec
-            return zarr.open_array(self.store_path(), path=key, mode="r", storage_options=self.options() or None)[...]
+            return zarr.open_array(
+                self.store_path(), path=key, mode="r", storage_options=self.options() or None
+            )[...]
 
 
 class TestOptStorageDirectory(_ZarrDirectory):

@@ -7,8 +7,20 @@ from typing import Any
 import numpy as np
 
 NUMERIC_DTYPES = [
-    "bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64",
-    "float16", "float32", "float64", "complex64", "complex128",
+    "bool",
+    "int8",
+    "int16",
+    "int32",
+    "int64",
+    "uint8",
+    "uint16",
+    "uint32",
+    "uint64",
+    "float16",
+    "float32",
+    "float64",
+    "complex64",
+    "complex128",
 ]
 
 
@@ -25,7 +37,10 @@ def _array(dtype: str, shape: tuple[int, ...], *, big_endian: bool = False) -> n
 
 ROUNDTRIP_VALUES: dict[str, Any] = {
     **{f"array_{d}": _array(d, (7, 3)) for d in NUMERIC_DTYPES},
-    **{f"array_{d}_big_endian": _array(d, (5,), big_endian=True) for d in ("int32", "float64", "complex128", "uint16")},
+    **{
+        f"array_{d}_big_endian": _array(d, (5,), big_endian=True)
+        for d in ("int32", "float64", "complex128", "uint16")
+    },
     "array_0d": np.array(3.5, dtype=np.float32),
     "array_0d_int": np.array(7, dtype=np.int16),
     "array_empty": np.zeros((0,), dtype=np.float64),
@@ -59,7 +74,11 @@ ROUNDTRIP_VALUES: dict[str, Any] = {
     "list_empty": [],
     "list_str": ["a", "bb"],
     "tuple": (1, "two", 3.0),
-    "dict_nested": {"edges_source": np.array([0, 1, 2]), "num_nodes": 4, "meta": {"name": "g", "ok": True}},
+    "dict_nested": {
+        "edges_source": np.array([0, 1, 2]),
+        "num_nodes": 4,
+        "meta": {"name": "g", "ok": True},
+    },
     "dict_empty": {},
 }
 
@@ -70,7 +89,9 @@ def assert_same(got: Any, want: Any, path: str = "value") -> None:
     if isinstance(want, np.ndarray):
         assert got.dtype == want.dtype, f"{path}: dtype {got.dtype} != {want.dtype}"
         assert got.shape == want.shape, f"{path}: shape {got.shape} != {want.shape}"
-        assert np.array_equal(got, want, equal_nan=want.dtype.kind in "fc"), f"{path}: values differ"
+        assert np.array_equal(got, want, equal_nan=want.dtype.kind in "fc"), (
+            f"{path}: values differ"
+        )
     elif isinstance(want, np.generic):
         assert got.dtype == want.dtype, f"{path}: dtype {got.dtype} != {want.dtype}"
         assert got == want, f"{path}: {got!r} != {want!r}"

@@ -17,7 +17,13 @@ import numpy as np
 import pytest
 
 from holdall import OptStorage
-from holdall.errors import CorruptedFileError, HoldallWarning, InvalidKeyError, InvalidValueError, ReadOnlyStorageError
+from holdall.errors import (
+    CorruptedFileError,
+    HoldallWarning,
+    InvalidKeyError,
+    InvalidValueError,
+    ReadOnlyStorageError,
+)
 from tests.conformance.values import assert_same
 
 
@@ -68,7 +74,10 @@ def test_read_only_archive_refuses_compress(tmp_path: Path) -> None:
     with OptStorage(tmp_path / "s.zarr") as store:
         store.save_data("a", 1)
         store.compress_store()
-    with OptStorage(tmp_path / "s.zarr") as reader, pytest.raises(ReadOnlyStorageError, match="read-only"):
+    with (
+        OptStorage(tmp_path / "s.zarr") as reader,
+        pytest.raises(ReadOnlyStorageError, match="read-only"),
+    ):
         reader.compress_store()
 
 
@@ -79,7 +88,9 @@ def test_damaged_archive_is_reported_on_open(tmp_path: Path, damage: str) -> Non
         store.compress_store()
     archive = tmp_path / "s.zarr.data"
     data = archive.read_bytes()
-    archive.write_bytes({"truncate": data[: len(data) // 2], "garbage": b"not a zip" * 10, "empty": b""}[damage])
+    archive.write_bytes(
+        {"truncate": data[: len(data) // 2], "garbage": b"not a zip" * 10, "empty": b""}[damage]
+    )
     with pytest.raises(CorruptedFileError, match=r"s\.zarr\.data"):
         OptStorage(tmp_path / "s.zarr")
 
@@ -90,7 +101,10 @@ def test_corrupted_chunk_is_reported_on_read(tmp_path: Path) -> None:
         store.flush()
     chunk = tmp_path / "s.zarr" / "a" / "c" / "0"
     chunk.write_bytes(b"\x00" * 16)
-    with OptStorage(tmp_path / "s.zarr") as reader, pytest.raises(CorruptedFileError, match="a/c/0"):
+    with (
+        OptStorage(tmp_path / "s.zarr") as reader,
+        pytest.raises(CorruptedFileError, match="a/c/0"),
+    ):
         reader.load_data("a")
 
 
@@ -144,8 +158,12 @@ def test_zarr_and_xarray_read_what_optstorage_wrote(tmp_path: Path) -> None:
                 np.testing.assert_array_equal(dataset["face_areas"].values, [1.5, 2.5])
                 assert list(dataset["names"].values) == ["a", "bb"]
                 archive = zarr.storage.ZipStore(f"{path}.data", mode="r")
-                np.testing.assert_array_equal(zarr.open_group(archive, mode="r")["face_areas"][:], [1.5, 2.5])
-                np.testing.assert_array_equal(xr.open_zarr(archive)["edge_index"].values, np.arange(6).reshape(3, 2))
+                np.testing.assert_array_equal(
+                    zarr.open_group(archive, mode="r")["face_areas"][:], [1.5, 2.5]
+                )
+                np.testing.assert_array_equal(
+                    xr.open_zarr(archive)["edge_index"].values, np.arange(6).reshape(3, 2)
+                )
                 archive.close()
 
 
@@ -174,7 +192,10 @@ def test_reads_zarr_v2_directory_and_zip_written_by_zarr(tmp_path: Path) -> None
 
 def test_unclosed_directory_is_reported(tmp_path: Path) -> None:
     (tmp_path / "s.zarr" / "a").mkdir(parents=True)
-    with pytest.warns(HoldallWarning, match="not closed cleanly"), OptStorage(tmp_path / "s.zarr") as store:
+    with (
+        pytest.warns(HoldallWarning, match="not closed cleanly"),
+        OptStorage(tmp_path / "s.zarr") as store,
+    ):
         assert store.get_keys() == []
 
 
@@ -203,7 +224,9 @@ _KILL_SCRIPT = textwrap.dedent(
 
 
 @pytest.mark.parametrize("phase", ["first", "second"])
-def test_process_killed_during_compress_leaves_no_partial_archive(tmp_path: Path, phase: str) -> None:
+def test_process_killed_during_compress_leaves_no_partial_archive(
+    tmp_path: Path, phase: str
+) -> None:
     path = tmp_path / "s.zarr"
     with subprocess.Popen(
         [sys.executable, "-c", _KILL_SCRIPT, str(path), phase], stdout=subprocess.PIPE, text=True
@@ -220,7 +243,9 @@ def test_process_killed_during_compress_leaves_no_partial_archive(tmp_path: Path
         # The archive of the first compress_store is intact and complete.
         with zipfile.ZipFile(archive) as zf:
             assert zf.testzip() is None
-        with pytest.warns(HoldallWarning, match="unfinished"), OptStorage(path) as reader:
+        with pytest.warns(HoldallWarning, match="unfinished"):
+            reader = OptStorage(path)
+        with reader:
             assert reader.get_keys() == ["big"]
             assert reader.load_data("big").shape == (8_000_000,)
     assert all(name.startswith(".s.zarr.data.") for name in leftovers)

@@ -58,7 +58,9 @@ def atomic_output(target: Path, *, fsync: bool = False) -> Iterator[BinaryIO]:
         fsync_dir(target.parent)
 
 
-def atomic_write_bytes(target: Path, data: bytes | bytearray | memoryview, *, fsync: bool = False) -> None:
+def atomic_write_bytes(
+    target: Path, data: bytes | bytearray | memoryview, *, fsync: bool = False
+) -> None:
     """Write `data` to `target` atomically (see `atomic_output`)."""
     with atomic_output(target, fsync=fsync) as handle:
         handle.write(data)

@@ -52,8 +52,12 @@ def _real_array_to_list(array: np.ndarray[Any, Any]) -> Any:
 def _array_data(array: np.ndarray[Any, Any]) -> Any:
     kind = array.dtype.kind
     if kind == "c":
-        real = np.asarray(_real_array_to_list(array.real.astype(array.real.dtype.newbyteorder("="))), dtype=object)
-        imag = np.asarray(_real_array_to_list(array.imag.astype(array.imag.dtype.newbyteorder("="))), dtype=object)
+        real = np.asarray(
+            _real_array_to_list(array.real.astype(array.real.dtype.newbyteorder("="))), dtype=object
+        )
+        imag = np.asarray(
+            _real_array_to_list(array.imag.astype(array.imag.dtype.newbyteorder("="))), dtype=object
+        )
         out = np.empty(array.shape, dtype=object)
         for index in np.ndindex(array.shape):
             out[index] = {"real": real[index], "imag": imag[index], "_numpy_complex": True}
@@ -61,7 +65,7 @@ def _array_data(array: np.ndarray[Any, Any]) -> Any:
     if kind == "S":
         encoded = np.empty(array.shape, dtype=object)
         for index in np.ndindex(array.shape):
-            encoded[index] = base64.b64encode(array[index]).decode("ascii")
+            encoded[index] = base64.b64encode(bytes(array[index])).decode("ascii")
         return encoded.tolist()
     if kind in "UO":
         return array.tolist()
@@ -77,20 +81,32 @@ def to_json(value: Any, *, key: str = "value") -> Any:
         return encoded if isinstance(encoded, float) else {TAG: "float", "value": encoded}
     if isinstance(value, np.ndarray):
         array = parse_array(value, key=key)
-        return {TAG: "ndarray", "dtype": array.dtype.str, "shape": list(array.shape), "data": _array_data(array)}
+        return {
+            TAG: "ndarray",
+            "dtype": array.dtype.str,
+            "shape": list(array.shape),
+            "data": _array_data(array),
+        }
     if isinstance(value, np.generic):
         array = parse_array(np.asarray(value), key=key)
         return {TAG: "numpy", "dtype": array.dtype.str, "data": _array_data(array)}
     if isinstance(value, complex):
-        return {TAG: "complex", "real": _float_to_json(value.real), "imag": _float_to_json(value.imag)}
+        return {
+            TAG: "complex",
+            "real": _float_to_json(value.real),
+            "imag": _float_to_json(value.imag),
+        }
     if isinstance(value, bytes | bytearray):
         return {TAG: "bytes", "base64": base64.b64encode(bytes(value)).decode("ascii")}
     if isinstance(value, list):
         return [to_json(item, key=f"{key}[{i}]") for i, item in enumerate(value)]
     if isinstance(value, tuple):
-        return {TAG: "tuple", "items": [to_json(item, key=f"{key}[{i}]") for i, item in enumerate(value)]}
+        return {
+            TAG: "tuple",
+            "items": [to_json(item, key=f"{key}[{i}]") for i, item in enumerate(value)],
+        }
     if isinstance(value, dict):
-        encoded: dict[str, Any] = {}
+        members: dict[str, Any] = {}
         for name, item in value.items():
             if not isinstance(name, str):
                 raise UnsupportedTypeError(
@@ -98,8 +114,8 @@ def to_json(value: Any, *, key: str = "value") -> Any:
                     key=key,
                     got=type(name),
                 )
-            encoded[name] = to_json(item, key=f"{key}/{name}")
-        return {TAG: "dict", "items": encoded} if TAG in encoded else encoded
+            members[name] = to_json(item, key=f"{key}/{name}")
+        return {TAG: "dict", "items": members} if TAG in members else members
     raise UnsupportedTypeError(
         f"cannot store {key!r}: values of type {type(value).__qualname__} are not supported; "
         "store numpy arrays, numbers, str, bytes, None, lists or dicts of these",
@@ -112,7 +128,9 @@ def _parse_float(item: Any) -> float:
     return _NONFINITE[item] if isinstance(item, str) else float(item)
 
 
-def _array_from_data(data: Any, dtype: np.dtype[Any], shape: tuple[int, ...]) -> np.ndarray[Any, Any]:
+def _array_from_data(
+    data: Any, dtype: np.dtype[Any], shape: tuple[int, ...]
+) -> np.ndarray[Any, Any]:
     kind = dtype.kind
     if kind == "c":
         flat = np.array(data, dtype=object).reshape(-1) if shape else [data]
@@ -130,7 +148,8 @@ def _array_from_data(data: Any, dtype: np.dtype[Any], shape: tuple[int, ...]) ->
             return np.array(data, dtype=dtype).reshape(shape)
         except ValueError:
             as_object = np.array(data, dtype=object).reshape(shape)
-            return np.vectorize(_parse_float, otypes=[dtype])(as_object).reshape(shape)
+            parsed: np.ndarray[Any, Any] = np.vectorize(_parse_float, otypes=[dtype])(as_object)
+            return parsed.reshape(shape)
     return np.array(data, dtype=dtype).reshape(shape)
 
 

@@ -94,7 +94,7 @@ class Location(ABC):
         return f"{type(self).__name__}({self.url!r})"
 
     def __eq__(self, other: object) -> bool:
-        return type(other) is type(self) and other.url == self.url  # type: ignore[attr-defined]
+        return isinstance(other, Location) and type(other) is type(self) and other.url == self.url
 
     def __hash__(self) -> int:
         return hash((type(self), self.url))
@@ -213,7 +213,7 @@ class FsspecLocation(Location):
         prefix = self.path + "/"
         with contextlib.suppress(FileNotFoundError):
             for full, info in self.fs.find(self.path, detail=True).items():
-                rel = full[len(prefix):] if full.startswith(prefix) else full
+                rel = full[len(prefix) :] if full.startswith(prefix) else full
                 yield rel, int(info.get("size", 0))
 
     def size(self) -> int:

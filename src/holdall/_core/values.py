@@ -126,7 +126,7 @@ def _uniform_list_type(value: list[Any] | tuple[Any, ...]) -> tuple[type, tuple[
 
     def walk(node: object, depth: int) -> bool:
         if type(node) is container:
-            items: list[Any] | tuple[Any, ...] = node  # type: ignore[assignment]
+            items: list[Any] | tuple[Any, ...] = node  # type: ignore[assignment,unused-ignore]
             if len(shape) == depth:
                 shape.append(len(items))
             elif len(shape) < depth or shape[depth] != len(items):

@@ -90,12 +90,16 @@ def write_archive(
         tmp = Path(name)
     try:
         materialized = list(entries)
-        small = all(isinstance(content, bytes) for _, content in materialized) and (
-            sum(len(content) for _, content in materialized) < _SMALL_ARCHIVE_LIMIT  # type: ignore[arg-type]
-            and len(materialized) < 0xFFFF
+        in_memory = [
+            (name, content) for name, content in materialized if isinstance(content, bytes)
+        ]
+        small = (
+            len(in_memory) == len(materialized)
+            and sum(len(content) for _, content in in_memory) < _SMALL_ARCHIVE_LIMIT
+            and len(in_memory) < 0xFFFF
         )
         if small:
-            _write_small_zip(tmp, materialized, fsync=fsync)  # type: ignore[arg-type]
+            _write_small_zip(tmp, in_memory, fsync=fsync)
             size = tmp.stat().st_size
             target.put_file(tmp, fsync=fsync)
             return size
@@ -140,16 +144,45 @@ def _write_small_zip(path: Path, entries: list[tuple[str, bytes]], *, fsync: boo
         crc = zlib.crc32(data)
         offset = len(out)
         out += struct.pack(
-            "<4s5H3L2H", b"PK\x03\x04", 20, _UTF8_FLAG, 0, 0, _DOS_DATE, crc, len(data), len(data), len(encoded), 0
+            "<4s5H3L2H",
+            b"PK\x03\x04",
+            20,
+            _UTF8_FLAG,
+            0,
+            0,
+            _DOS_DATE,
+            crc,
+            len(data),
+            len(data),
+            len(encoded),
+            0,
         )
         out += encoded
         out += data
         central += struct.pack(
-            "<4s6H3L5H2L", b"PK\x01\x02", 20, 20, _UTF8_FLAG, 0, 0, _DOS_DATE, crc, len(data), len(data),
-            len(encoded), 0, 0, 0, 0, 0o644 << 16, offset,
+            "<4s6H3L5H2L",
+            b"PK\x01\x02",
+            20,
+            20,
+            _UTF8_FLAG,
+            0,
+            0,
+            _DOS_DATE,
+            crc,
+            len(data),
+            len(data),
+            len(encoded),
+            0,
+            0,
+            0,
+            0,
+            0o644 << 16,
+            offset,
         )
         central += encoded
-    end = struct.pack("<4s4H2LH", b"PK\x05\x06", 0, 0, len(entries), len(entries), len(central), len(out), 0)
+    end = struct.pack(
+        "<4s4H2LH", b"PK\x05\x06", 0, 0, len(entries), len(entries), len(central), len(out), 0
+    )
     with open(path, "wb") as handle:
         handle.write(out)
         handle.write(central)

@@ -50,7 +50,9 @@ _V3_TYPES = {
     "f": {2: "float16", 4: "float32", 8: "float64"},
     "c": {8: "complex64", 16: "complex128"},
 }
-_V3_NAMES = {name: (kind, size) for kind, sizes in _V3_TYPES.items() for size, name in sizes.items()}
+_V3_NAMES = {
+    name: (kind, size) for kind, sizes in _V3_TYPES.items() for size, name in sizes.items()
+}
 _BLOSC_SHUFFLE = {"noshuffle": 0, "shuffle": 1, "bitshuffle": 2}
 _BLOSC_SHUFFLE_NAMES = {value: name for name, value in _BLOSC_SHUFFLE.items()}
 
@@ -96,7 +98,9 @@ class ArraySpec:
 
     def grid(self) -> tuple[int, ...]:
         """Number of chunks along each axis."""
-        return tuple(math.ceil(s / c) if s else 0 for s, c in zip(self.shape, self.chunks, strict=True))
+        return tuple(
+            math.ceil(s / c) if s else 0 for s, c in zip(self.shape, self.chunks, strict=True)
+        )
 
     def chunk_indices(self) -> Iterator[tuple[int, ...]]:
         """Every chunk index in C order."""
@@ -111,7 +115,8 @@ class ArraySpec:
     def region(self, index: tuple[int, ...]) -> tuple[slice, ...]:
         """The part of the array that chunk `index` covers."""
         return tuple(
-            slice(i * c, min((i + 1) * c, s)) for i, c, s in zip(index, self.chunks, self.shape, strict=True)
+            slice(i * c, min((i + 1) * c, s))
+            for i, c, s in zip(index, self.chunks, self.shape, strict=True)
         )
 
     def encode_chunk(self, block: np.ndarray[Any, Any]) -> bytes:
@@ -121,7 +126,9 @@ class ArraySpec:
             padded[tuple(slice(0, n) for n in block.shape)] = block
             block = padded
         if self.is_string:
-            raw: Any = np.frombuffer(_VLEN_UTF8.encode(np.ascontiguousarray(block, dtype=object).ravel()), dtype=np.uint8)
+            raw: Any = np.frombuffer(
+                _VLEN_UTF8.encode(np.ascontiguousarray(block, dtype=object).ravel()), dtype=np.uint8
+            )
         else:
             values = np.ascontiguousarray(block, dtype=self.dtype.newbyteorder("="))
             for codec in self.filters:
@@ -167,13 +174,17 @@ def choose_chunks(shape: tuple[int, ...], itemsize: int, target_bytes: int) -> t
     return tuple(chunks)
 
 
-def preset_codecs(dtype: np.dtype[Any], compression: Compression) -> tuple[tuple[Codec, ...], Codec | None]:
+def preset_codecs(
+    dtype: np.dtype[Any], compression: Compression
+) -> tuple[tuple[Codec, ...], Codec | None]:
     """(filters, compressor) of a compression preset for arrays of `dtype`."""
     if compression == "none":
         return (), None
     kind = dtype.kind
     is_int = kind in "iu"
-    delta: tuple[Codec, ...] = (numcodecs.Delta(dtype=dtype.newbyteorder("=").str),) if is_int else ()
+    delta: tuple[Codec, ...] = (
+        (numcodecs.Delta(dtype=dtype.newbyteorder("=").str),) if is_int else ()
+    )
     if compression == "zstd12":
         return delta, numcodecs.Zstd(level=12)
     if kind in "OSU":
@@ -209,9 +220,18 @@ def _codec_v3(codec: Codec, dtype: np.dtype[Any]) -> dict[str, Any]:
             },
         }
     if name == "zstd":
-        return {"name": "zstd", "configuration": {"level": config["level"], "checksum": bool(config.get("checksum", False))}}
+        return {
+            "name": "zstd",
+            "configuration": {
+                "level": config["level"],
+                "checksum": bool(config.get("checksum", False)),
+            },
+        }
     if name == "delta":
-        return {"name": "numcodecs.delta", "configuration": {"dtype": _V3_TYPES[dtype.kind][dtype.itemsize]}}
+        return {
+            "name": "numcodecs.delta",
+            "configuration": {"dtype": _V3_TYPES[dtype.kind][dtype.itemsize]},
+        }
     return {"name": f"numcodecs.{name}", "configuration": config}
 
 
@@ -244,8 +264,13 @@ def array_documents(
             "shape": list(spec.shape),
             "data_type": _v3_data_type(spec.dtype),
             "chunk_grid": {"name": "regular", "configuration": {"chunk_shape": list(spec.chunks)}},
-            "chunk_key_encoding": {"name": "default", "configuration": {"separator": spec.separator}},
-            "fill_value": _fill_json(spec.fill_value, spec.dtype) if spec.dtype.kind not in "OS" else "",
+            "chunk_key_encoding": {
+                "name": "default",
+                "configuration": {"separator": spec.separator},
+            },
+            "fill_value": _fill_json(spec.fill_value, spec.dtype)
+            if spec.dtype.kind not in "OS"
+            else "",
             "codecs": codecs,
             "attributes": attributes,
             "dimension_names": dimension_names,
@@ -272,7 +297,9 @@ def array_documents(
 def group_documents(attributes: dict[str, Any], zarr_format: ZarrFormat) -> dict[str, bytes]:
     """The metadata documents of a group."""
     if zarr_format == 3:
-        return {"zarr.json": _dumps({"zarr_format": 3, "node_type": "group", "attributes": attributes})}
+        return {
+            "zarr.json": _dumps({"zarr_format": 3, "node_type": "group", "attributes": attributes})
+        }
     docs = {".zgroup": _dumps({"zarr_format": 2})}
     if attributes:
         docs[".zattrs"] = _dumps(attributes)
@@ -284,7 +311,11 @@ def _dumps(document: dict[str, Any]) -> bytes:
 
 
 def new_spec(
-    array: np.ndarray[Any, Any], *, zarr_format: ZarrFormat, compression: Compression, chunk_bytes: int
+    array: np.ndarray[Any, Any],
+    *,
+    zarr_format: ZarrFormat,
+    compression: Compression,
+    chunk_bytes: int,
 ) -> ArraySpec:
     """The layout holdall writes for `array`."""
     dtype = np.dtype(object) if array.dtype.kind in "UO" else array.dtype
@@ -298,7 +329,9 @@ def new_spec(
         compressor=compressor,
         zarr_format=zarr_format,
         separator="/" if zarr_format == 3 else ".",
-        fill_value="" if dtype.kind == "O" else (b"" if dtype.kind == "S" else np.zeros((), dtype)[()]),
+        fill_value=""
+        if dtype.kind == "O"
+        else (b"" if dtype.kind == "S" else np.zeros((), dtype)[()]),
     )
 
 
@@ -312,18 +345,26 @@ def encode_array(spec: ArraySpec, array: np.ndarray[Any, Any]) -> Iterator[tuple
     indices = list(spec.chunk_indices())
     if len(indices) <= 1:
         for index in indices:
-            yield spec.chunk_key(index), spec.encode_chunk(array[(*spec.region(index), ...)])
+            yield spec.chunk_key(index), spec.encode_chunk(_block(array, spec, index))
         return
     pool = _pool()
     window = 2 * (pool._max_workers or 2)
     pending: list[Any] = []
     for index in indices:
-        pending.append((index, pool.submit(spec.encode_chunk, array[(*spec.region(index), ...)])))
+        pending.append((index, pool.submit(spec.encode_chunk, _block(array, spec, index))))
         if len(pending) >= window:
             done_index, future = pending.pop(0)
             yield spec.chunk_key(done_index), future.result()
     for done_index, future in pending:
         yield spec.chunk_key(done_index), future.result()
+
+
+def _block(
+    array: np.ndarray[Any, Any], spec: ArraySpec, index: tuple[int, ...]
+) -> np.ndarray[Any, Any]:
+    """The part of `array` under chunk `index`, always an array (also for 0-d arrays)."""
+    selection: tuple[Any, ...] = (*spec.region(index), Ellipsis)
+    return np.asarray(array[selection])
 
 
 def decode_array(
@@ -358,7 +399,10 @@ def _v3_codec(config: dict[str, Any]) -> Codec | None:
     conf = dict(config.get("configuration", {}))
     if name == "blosc":
         return numcodecs.Blosc(
-            cname=conf["cname"], clevel=conf["clevel"], shuffle=_BLOSC_SHUFFLE[conf["shuffle"]], blocksize=conf.get("blocksize", 0)
+            cname=conf["cname"],
+            clevel=conf["clevel"],
+            shuffle=_BLOSC_SHUFFLE[conf["shuffle"]],
+            blocksize=conf.get("blocksize", 0),
         )
     if name == "zstd":
         return numcodecs.Zstd(level=conf.get("level", 0), checksum=conf.get("checksum", False))
@@ -388,7 +432,9 @@ def _parse_v3(doc: dict[str, Any]) -> ArraySpec | None:
     if grid.get("name") != "regular" or doc.get("storage_transformers"):
         return None
     encoding = doc.get("chunk_key_encoding", {"name": "default"})
-    separator = encoding.get("configuration", {}).get("separator", "/" if encoding["name"] == "default" else ".")
+    separator = encoding.get("configuration", {}).get(
+        "separator", "/" if encoding["name"] == "default" else "."
+    )
     filters: list[Codec] = []
     compressor: Codec | None = None
     endian = "<"

@@ -191,7 +191,7 @@ class DataStorage(ABC):
             encoded = to_json(value, key=key)
             section = self._metadata_section(parts[:-1], create=True, key=key)
             existing = section.get(parts[-1])
-            if _is_section(existing) and _is_section(encoded):
+            if isinstance(existing, dict) and _is_section(existing) and _is_section(encoded):
                 _deep_merge(existing, encoded)
             else:
                 section[parts[-1]] = encoded
@@ -307,7 +307,11 @@ class DataStorage(ABC):
         return None
 
     def _check_against_schema(self, data_key: str, node: Node) -> None:
-        if not isinstance(node, Leaf) or node.kind != "array" or SCHEMA_METADATA_KEY not in self._metadata:
+        if (
+            not isinstance(node, Leaf)
+            or node.kind != "array"
+            or SCHEMA_METADATA_KEY not in self._metadata
+        ):
             return
         problem = self._schema_violation(data_key, node.array)
         if problem is not None:
@@ -318,7 +322,9 @@ class DataStorage(ABC):
         self._drop_metadata((SIZES_METADATA_KEY, *parts), notify=False)
         for relative, nbytes in sizes.items():
             full = (SIZES_METADATA_KEY, *parts, *relative)
-            section = self._metadata_section(full[:-1], create=True, key="/".join(full), replace=True)
+            section = self._metadata_section(
+                full[:-1], create=True, key="/".join(full), replace=True
+            )
             section[full[-1]] = round(nbytes / 1024, 3)
         self._metadata_changed()
 
@@ -338,7 +344,7 @@ class DataStorage(ABC):
     ) -> dict[str, Any]:
         node = self._metadata
         for depth, part in enumerate(parts):
-            child = node.get(part)
+            child: Any = node.get(part)
             if child is None and create:
                 child = node[part] = {}
             elif not _is_section(child):

@@ -9,7 +9,9 @@ from holdall.storage.base import SIZES_METADATA_KEY, DataStorage
 __all__ = ["convert_storage"]
 
 
-def convert_storage(source_handler: DataStorage, dest_handler: DataStorage, verbose: bool = False) -> None:
+def convert_storage(
+    source_handler: DataStorage, dest_handler: DataStorage, verbose: bool = False
+) -> None:
     """Copy all data and metadata from `source_handler` into `dest_handler`, values unchanged.
 
     Uses only the `DataStorage` interface, so it works between any two backends (OptStorage,
@@ -38,7 +40,10 @@ def convert_storage(source_handler: DataStorage, dest_handler: DataStorage, verb
         try:
             dest_handler.save_data(key, source_handler.load_data(key))
         except HoldallError as err:
-            raise ConversionError(f"converting key {key!r} from {source_handler!r} to {dest_handler!r} failed: {err}", key=key) from err
+            raise ConversionError(
+                f"converting key {key!r} from {source_handler!r} to {dest_handler!r} failed: {err}",
+                key=key,
+            ) from err
     metadata = source_handler.load_metadata()
     for name, value in metadata.items():
         if name == SIZES_METADATA_KEY:

@@ -159,5 +159,3 @@ class JsonStorageHandler(DataStorage):
     def _write_metadata(self) -> None:
         text = json.dumps(self._metadata, indent=2, allow_nan=False) + "\n"
         atomic_write_bytes(self._metadata_file, text.encode(), fsync=self._fsync)
-
-

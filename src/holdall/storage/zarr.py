@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from holdall._core.locations import Location, parse_location
+from holdall._core.locations import parse_location
 from holdall._core.values import Group, Leaf, Node, decode_node
 from holdall.errors import (
     CorruptedFileError,
@@ -110,7 +110,9 @@ class _Node:
     def parsed(self) -> dict[str, Any]:
         """The parsed metadata documents (parsed once, then kept)."""
         if self.parsed_documents is None:
-            self.parsed_documents = {name: json.loads(data) for name, data in self.documents.items()}
+            self.parsed_documents = {
+                name: json.loads(data) for name, data in self.documents.items()
+            }
         return self.parsed_documents
 
 
@@ -157,13 +159,18 @@ class OptStorage(DataStorage):
     ) -> None:
         super().__init__()
         if zarr_format not in (2, 3):
-            raise InvalidValueError(f"zarr_format must be 2 or 3, got {zarr_format!r}", expected=(2, 3), got=zarr_format)
+            raise InvalidValueError(
+                f"zarr_format must be 2 or 3, got {zarr_format!r}", expected=(2, 3), got=zarr_format
+            )
         if compression not in ("default", "zstd12", "none"):
             raise InvalidValueError(
-                f"compression must be 'default', 'zstd12' or 'none', got {compression!r}", got=compression
+                f"compression must be 'default', 'zstd12' or 'none', got {compression!r}",
+                got=compression,
             )
         if not isinstance(chunk_bytes, int) or chunk_bytes < 1:
-            raise InvalidValueError(f"chunk_bytes must be a positive int, got {chunk_bytes!r}", got=chunk_bytes)
+            raise InvalidValueError(
+                f"chunk_bytes must be a positive int, got {chunk_bytes!r}", got=chunk_bytes
+            )
         self.rejects_nan = not allow_nan
         self._location = parse_location(store_path, storage_options=storage_options)
         self._archive_location = self._location.sibling(self._location.name + compress_extension)
@@ -226,7 +233,7 @@ class OptStorage(DataStorage):
     def _load_index(self, names: set[str], read: Any, *, consolidated: bool) -> None:
         """Build the node index from file `names`, reading documents with `read`."""
         root_v3 = read("zarr.json") if "zarr.json" in names else None
-        if root_v3 is None and ".zgroup" in names or ".zarray" in names:
+        if (root_v3 is None and ".zgroup" in names) or ".zarray" in names:
             self._zarr_format = 2
         if consolidated and root_v3 is not None:
             root_doc = _parse_json(root_v3, "zarr.json", self._describe())
@@ -234,7 +241,9 @@ class OptStorage(DataStorage):
             if inline.get("kind") == "inline":
                 self._nodes[""] = self._node_from_documents({"zarr.json": root_v3})
                 for path, doc in inline.get("metadata", {}).items():
-                    self._nodes[path] = self._node_from_documents({"zarr.json": json.dumps(doc).encode()})
+                    self._nodes[path] = self._node_from_documents(
+                        {"zarr.json": json.dumps(doc).encode()}
+                    )
                 self._load_metadata_file(read)
                 return
         for name in sorted(names):
@@ -269,7 +278,9 @@ class OptStorage(DataStorage):
             return
         loaded = _parse_json(data, METADATA_FILE, self._describe())
         if not isinstance(loaded, dict):
-            raise CorruptedFileError(f"{self._describe()}/{METADATA_FILE} is not a JSON object", path=self._describe())
+            raise CorruptedFileError(
+                f"{self._describe()}/{METADATA_FILE} is not a JSON object", path=self._describe()
+            )
         self._metadata = loaded
 
     def _node_from_documents(self, documents: dict[str, bytes]) -> _Node:
@@ -280,9 +291,15 @@ class OptStorage(DataStorage):
             attributes = doc.get("attributes", {})
         else:
             node_type = "array" if ".zarray" in documents else "group"
-            attributes = _parse_json(documents[".zattrs"], ".zattrs", where) if ".zattrs" in documents else {}
+            attributes = (
+                _parse_json(documents[".zattrs"], ".zattrs", where)
+                if ".zattrs" in documents
+                else {}
+            )
         if node_type not in ("array", "group"):
-            raise CorruptedFileError(f"{where}: node with unknown node_type {node_type!r}", path=where)
+            raise CorruptedFileError(
+                f"{where}: node with unknown node_type {node_type!r}", path=where
+            )
         return _Node(node_type=node_type, documents=documents, attributes=attributes)
 
     def _group_node(self, attributes: dict[str, Any]) -> _Node:
@@ -343,7 +360,9 @@ class OptStorage(DataStorage):
             self._flush_pending()
         return sizes
 
-    def _write_tree(self, path: str, node: Node, relative: tuple[str, ...], sizes: LeafSizes) -> None:
+    def _write_tree(
+        self, path: str, node: Node, relative: tuple[str, ...], sizes: LeafSizes
+    ) -> None:
         if isinstance(node, Group):
             self._add_node(path, self._group_node({}))
             for name, child in node.children.items():
@@ -371,10 +390,17 @@ class OptStorage(DataStorage):
         if array.dtype.kind in "UO":
             holdall_attrs["dtype"] = array.dtype.str
         attributes = {"holdall": holdall_attrs} if holdall_attrs else {}
-        spec = new_spec(array, zarr_format=self._zarr_format, compression=self._compression, chunk_bytes=self._chunk_target)
+        spec = new_spec(
+            array,
+            zarr_format=self._zarr_format,
+            compression=self._compression,
+            chunk_bytes=self._chunk_target,
+        )
         stem = path.replace("/", "_")
         documents = array_documents(
-            spec, attributes=attributes, dimension_names=[f"{stem}_dim_{i}" for i in range(array.ndim)]
+            spec,
+            attributes=attributes,
+            dimension_names=[f"{stem}_dim_{i}" for i in range(array.ndim)],
         )
         self._add_node(path, _Node("array", documents, attributes, spec))
         total = sum(len(d) for d in documents.values())
@@ -398,7 +424,11 @@ class OptStorage(DataStorage):
 
     def _children(self, path: str) -> list[str]:
         prefix = f"{path}/" if path else ""
-        return [p[len(prefix) :] for p in self._nodes if p.startswith(prefix) and p and "/" not in p[len(prefix) :]]
+        return [
+            p[len(prefix) :]
+            for p in self._nodes
+            if p.startswith(prefix) and p and "/" not in p[len(prefix) :]
+        ]
 
     def _load_tree(self, path: str) -> Node:
         """The node tree stored at `path`, arrays read and decoded."""
@@ -406,7 +436,12 @@ class OptStorage(DataStorage):
         kind = node.holdall.get("kind")
         if node.node_type == "group":
             if kind is None:
-                return Group({name: self._load_tree(_join(path, name)) for name in sorted(self._children(path))})
+                return Group(
+                    {
+                        name: self._load_tree(_join(path, name))
+                        for name in sorted(self._children(path))
+                    }
+                )
             if kind == "none":
                 return Leaf("none")
             names = sorted(self._children(path), key=int)
@@ -422,7 +457,11 @@ class OptStorage(DataStorage):
             node.spec = parse_array_document(node.parsed())
         if node.spec is None:
             return self._read_with_zarr(path)
-        return decode_array(node.spec, lambda key: self._chunk_bytes(f"{path}/{key}"), path=f"{self._describe()}/{path}")
+        return decode_array(
+            node.spec,
+            lambda key: self._chunk_bytes(f"{path}/{key}"),
+            path=f"{self._describe()}/{path}",
+        )
 
     def _chunk_bytes(self, name: str) -> bytes | None:
         if name in self._pending:
@@ -449,7 +488,11 @@ class OptStorage(DataStorage):
             self._flush_pending()
             store = LocalStore(self._location.url, read_only=True)
         try:
-            return np.asarray(zarr.open_array(store=store, path=path, mode="r", zarr_format=self._zarr_format)[...])
+            return np.asarray(
+                zarr.open_array(store=store, path=path, mode="r", zarr_format=self._zarr_format)[
+                    ...
+                ]
+            )
         finally:
             store.close()
 
@@ -471,7 +514,9 @@ class OptStorage(DataStorage):
     def _get_file_path(self, parts: tuple[str, ...]) -> str:
         key = "/".join(parts)
         if self._archive is not None:
-            return f"zip://{key}::{self._archive_location.url}" if key else self._archive_location.url
+            return (
+                f"zip://{key}::{self._archive_location.url}" if key else self._archive_location.url
+            )
         return self._location.child(key).url if key else self._location.url
 
     def _metadata_changed(self) -> None:
@@ -491,14 +536,25 @@ class OptStorage(DataStorage):
                     continue
                 if node.node_type == "group":
                     kind = node.holdall.get("kind", "group")
-                    infos.append(NodeInfo(path, "group", kind, stored_bytes=sum(len(d) for d in node.documents.values())))
+                    infos.append(
+                        NodeInfo(
+                            path,
+                            "group",
+                            kind,
+                            stored_bytes=sum(len(d) for d in node.documents.values()),
+                        )
+                    )
                     continue
                 if node.spec is None:
                     node.spec = parse_array_document(node.parsed())
                 spec = node.spec
                 own = owned.get(path, 0)
                 if spec is None:
-                    infos.append(NodeInfo(path, "array", "array", codec="(zarr-python only)", stored_bytes=own))
+                    infos.append(
+                        NodeInfo(
+                            path, "array", "array", codec="(zarr-python only)", stored_bytes=own
+                        )
+                    )
                     continue
                 dtype = node.holdall.get("dtype", "str" if spec.is_string else spec.dtype.str)
                 itemsize = np.dtype(dtype).itemsize if dtype != "str" else 0
@@ -549,7 +605,9 @@ class OptStorage(DataStorage):
                     for name, data in node.documents.items():
                         self._location.child(_join(path, name)).write_bytes(data, fsync=self._fsync)
             self._stale_documents.clear()
-            self._location.child(METADATA_FILE).write_bytes(self._metadata_bytes(), fsync=self._fsync)
+            self._location.child(METADATA_FILE).write_bytes(
+                self._metadata_bytes(), fsync=self._fsync
+            )
             for name, data in self._root_documents().items():
                 self._location.child(name).write_bytes(data, fsync=self._fsync)
 
@@ -565,16 +623,26 @@ class OptStorage(DataStorage):
     def _root_documents(self) -> dict[str, bytes]:
         """Root group documents with consolidated metadata of every node."""
         if self._zarr_format == 3:
-            inline = {path: node.parsed()["zarr.json"] for path, node in sorted(self._nodes.items()) if path}
+            inline = {
+                path: node.parsed()["zarr.json"]
+                for path, node in sorted(self._nodes.items())
+                if path
+            }
             root = dict(self._nodes[""].parsed()["zarr.json"])
-            root["consolidated_metadata"] = {"kind": "inline", "must_understand": False, "metadata": inline}
+            root["consolidated_metadata"] = {
+                "kind": "inline",
+                "must_understand": False,
+                "metadata": inline,
+            }
             return {"zarr.json": json.dumps(root, allow_nan=False).encode()}
         consolidated: dict[str, Any] = {}
         for path, node in sorted(self._nodes.items()):
             for name, document in node.parsed().items():
                 consolidated[_join(path, name)] = document
         documents = dict(self._nodes[""].documents)
-        documents[".zmetadata"] = json.dumps({"zarr_consolidated_format": 1, "metadata": consolidated}).encode()
+        documents[".zmetadata"] = json.dumps(
+            {"zarr_consolidated_format": 1, "metadata": consolidated}
+        ).encode()
         return documents
 
     def compress_store(self) -> int:
@@ -600,7 +668,9 @@ class OptStorage(DataStorage):
         yield METADATA_FILE, self._metadata_bytes()
         yield from self._root_documents().items()
 
-    def _array_chunks(self, path: str, node: _Node) -> Iterator[tuple[str, bytes | Iterator[bytes]]]:
+    def _array_chunks(
+        self, path: str, node: _Node
+    ) -> Iterator[tuple[str, bytes | Iterator[bytes]]]:
         if node.spec is None:
             node.spec = parse_array_document(node.parsed())
         if node.spec is None:
@@ -636,7 +706,9 @@ class OptStorage(DataStorage):
         stem = self._location.name.removesuffix(".zarr")
         parent = self._location.parent()
         summary = parent.child(f"files_summary/{stem}.json")
-        summary.write_bytes(json.dumps(self._metadata, indent=2, allow_nan=False).encode(), fsync=self._fsync)
+        summary.write_bytes(
+            json.dumps(self._metadata, indent=2, allow_nan=False).encode(), fsync=self._fsync
+        )
         if self._location.is_dir():
             for name, _size in self._location.list_files():
                 if "/" not in name and name.startswith("visu"):
@@ -662,6 +734,6 @@ def _parse_json(data: bytes, name: str, where: str) -> Any:
     try:
         return json.loads(data)
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise CorruptedFileError(f"{where}/{name} is not valid JSON: {err}", path=f"{where}/{name}") from err
-
-
+        raise CorruptedFileError(
+            f"{where}/{name} is not valid JSON: {err}", path=f"{where}/{name}"
+        ) from err
