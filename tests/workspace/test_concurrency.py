@@ -11,7 +11,7 @@ import pytest
 
 from holdall.errors import WorkspaceLockedError
 from holdall.workspace import WorkspaceStore
-from tests.workspace.conftest import Trained, run_worker, start_worker
+from tests.workspace.conftest import Trained, prediction_fields, run_worker, start_worker
 
 
 def _setup(path: Path) -> tuple[str, str]:
@@ -55,6 +55,15 @@ def test_shared_store_hands_over_to_another_process(tmp_path: Path) -> None:
         result = run_worker("write", str(tmp_path), pipeline_id, "other", "10")
         assert result.returncode == 0, result.stderr
         assert store.query_predictions(pipeline_id=pipeline_id).height == 10
+
+
+def test_hand_over_commits_the_buffer_first(tmp_path: Path) -> None:
+    _run_id, pipeline_id = _setup(tmp_path)
+    with WorkspaceStore(tmp_path, flush_every=1000, flush_interval=3600) as store:
+        store.save_prediction(**prediction_fields(pipeline_id, None))  # buffered, not yet committed
+        result = run_worker("count", str(tmp_path))
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.split() == ["1"]
 
 
 def test_exclusive_holder_makes_others_wait_then_fail(tmp_path: Path) -> None:

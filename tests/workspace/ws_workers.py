@@ -48,6 +48,12 @@ def read(path: str, seconds: str) -> None:
     print(reads)
 
 
+def count(path: str) -> None:
+    """Print how many predictions a read-only store sees."""
+    with WorkspaceStore(path, read_only=True, lock_timeout=30) as store:
+        print(store.query_predictions().height)
+
+
 def hold(path: str, seconds: str) -> None:
     """Hold the workspace in exclusive mode for `seconds`, then close."""
     with WorkspaceStore(path, exclusive=True):
@@ -77,6 +83,11 @@ def replay(bundle: str, x_file: str, out_file: str) -> None:
 
 if __name__ == "__main__":
     command, *arguments = sys.argv[1:]
-    {"write": write, "read": read, "hold": hold, "crash_loop": crash_loop, "replay": replay}[
-        command
-    ](*arguments)
+    {
+        "write": write,
+        "read": read,
+        "count": count,
+        "hold": hold,
+        "crash_loop": crash_loop,
+        "replay": replay,
+    }[command](*arguments)

@@ -196,17 +196,14 @@ class Session:
                 self._mutex.release()
 
     def close(self) -> None:
-        """Flush, close the connection, release the lock and stop the watcher (idempotent)."""
+        """End the lease (committing through `before_release`) and stop the watcher (idempotent)."""
         with self._mutex:
             if self._closed:
                 return
             self._stop.set()
             try:
-                if not self.read_only:
-                    with self.connection() as conn:
-                        self._before_release(conn)
+                self.release()
             finally:
                 self._closed = True
-                self.release()
         if self._watcher is not None and self._watcher is not threading.current_thread():
             self._watcher.join()

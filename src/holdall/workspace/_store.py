@@ -200,7 +200,14 @@ class WorkspaceStore:
         self.close()
 
     def close(self) -> None:
-        """Commit buffered records, close the connection and release the lock (idempotent)."""
+        """Commit buffered records, close the connection and release the lock (idempotent).
+
+        With nothing buffered, closing never waits for the lock. When the buffer cannot be
+        committed (`WorkspaceLockedError` after `lock_timeout`, a disk error), the error is
+        raised and the store stays open, buffer included, so `close` can be retried.
+        """
+        if len(self._buffer) and not self._session.closed:
+            self.flush()
         self._session.close()
         _OPEN_STORES.discard(self)
 
