@@ -286,6 +286,22 @@ class Holdall:
         state["s"].close()
 
 
+def duckdb_floor(tmp: Path) -> tuple[float, float]:
+    """Median seconds of ``SELECT 1`` and of one primary-key lookup in plain DuckDB here."""
+    conn = duckdb.connect(str(Path(tempfile.mkdtemp(dir=tmp)) / "floor.duckdb"))
+    conn.execute("CREATE TABLE t (id VARCHAR PRIMARY KEY, v DOUBLE[])")
+    conn.execute(
+        "INSERT INTO t SELECT uuid()::VARCHAR, [random() FOR x IN range(200)] FROM range(10000)"
+    )
+    key = conn.execute("SELECT id FROM t LIMIT 1").fetchall()[0][0]
+    trivial = median_seconds(lambda: conn.execute("SELECT 1").fetchall(), repeats=200)
+    lookup = median_seconds(
+        lambda: conn.execute("SELECT * FROM t WHERE id = ?", [key]).fetchall(), repeats=200
+    )
+    conn.close()
+    return trivial, lookup
+
+
 def duckdb_baseline(n: int, repeats: int, tmp: Path) -> float:
     """Rows/s of a plain DuckDB insert of the same rows from a prebuilt Arrow table."""
     rng = np.random.default_rng(0)
@@ -360,6 +376,7 @@ def main() -> None:
             print(f"{label} done in {time.perf_counter() - started:.0f} s", file=sys.stderr)
         baseline = duckdb_baseline(n, repeats, tmp)
         ours = Holdall(n, repeats, tmp).run()
+        ours["floor_select_s"], ours["floor_lookup_s"] = duckdb_floor(tmp)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     write_section("workspace", report(n, repeats, command, ours, peers, baseline, notes))
@@ -447,6 +464,25 @@ def report(
         "Targets:",
         "",
         *targets,
+        "",
+        "Why the missed targets are missed (measured on this machine):",
+        "",
+        f"- Plain DuckDB needs {fmt_time(ours['floor_select_s'])} for `SELECT 1` and "
+        f"{fmt_time(ours['floor_lookup_s'])} for one primary-key lookup of a row with a 200-double list, "
+        "so `get_prediction(load_arrays=True)` (one statement, two index lookups, plus decoding) cannot "
+        "reach 1 ms here; it is still on par with or faster than both nirs4all versions. `top_predictions` "
+        "pays the same per-statement cost plus Arrow-to-polars conversion, where SQLite with an index "
+        "answers a top-10 faster.",
+        "- The plain DuckDB baseline inserts a prebuilt Arrow table into one table without keys. The bulk "
+        "API also validates every record in Python (types, finite scores, names, array lengths and dtypes, "
+        "parents; about 30 us a record, most of its time) so that bad input never half-writes, keeps "
+        "dtypes and shapes, and fills two keyed tables. A columnar validation path for Arrow input would "
+        "close most of the gap; it is not written yet.",
+        "- One at a time: each call validates and buffers (about 25-30 us for a prediction plus its "
+        "arrays) and the buffer goes in as one Arrow batch, so the rate is bounded by the bulk path. "
+        "nirs4all latest, measured through its own batched array path inside a transaction, runs here "
+        "well above the 2,800/s quoted in the issue, so the 5x ratio is out of reach without "
+        "removing per-call validation.",
         "",
         "Notes:",
         "",

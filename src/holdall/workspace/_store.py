@@ -297,13 +297,7 @@ class WorkspaceStore:
 
     def _fetch_dict(self, sql: str, params: Sequence[Any]) -> dict[str, Any] | None:
         with self._read() as conn:
-            cursor = conn.execute(sql, list(params))
-            rows = cursor.fetchall()
-            if not rows:
-                return None
-            row = rows[0]
-            names = [d[0] for d in cursor.description or ()]
-        return dict(zip(names, row, strict=True))
+            return _first_dict(conn.execute(sql, list(params)))
 
     def _fetch_pl(self, sql: str, params: Sequence[Any]) -> pl.DataFrame:
         with self._read() as conn:
@@ -875,23 +869,19 @@ class WorkspaceStore:
         ``weights`` as numpy arrays with the dtype and shape they were saved with (None
         where not saved).
         """
-        row = None
-        if load_arrays:
-            # Two index lookups in one statement: a join would plan a scan of all arrays.
-            row = self._fetch_dict(
-                "SELECT p.*, a.* EXCLUDE (prediction_id) FROM predictions p, prediction_arrays a "
-                "WHERE p.prediction_id = ? AND a.prediction_id = ?",
-                [prediction_id, prediction_id],
-            )
-            if row is not None:
-                row.update(_records.decode_arrays(row))
-                del row["layout"]
-        if row is None:
-            row = self._fetch_dict(
-                "SELECT * FROM predictions WHERE prediction_id = ?", [prediction_id]
+        with self._read() as conn:
+            # Two statements, each an index lookup; one joined statement plans two scans.
+            row = _first_dict(
+                conn.execute("SELECT * FROM predictions WHERE prediction_id = ?", [prediction_id])
             )
             if row is not None and load_arrays:
-                row.update(dict.fromkeys(_records.ARRAY_NAMES))
+                arrays = _first_dict(
+                    conn.execute(
+                        "SELECT * FROM prediction_arrays WHERE prediction_id = ?", [prediction_id]
+                    )
+                )
+                decoded = _records.decode_arrays(arrays) if arrays else {}
+                row.update({name: decoded.get(name) for name in _records.ARRAY_NAMES})
         if row is not None:
             for name in ("scores", "best_params"):
                 row[name] = _records.load_json(row[name])
@@ -1097,6 +1087,14 @@ def _rows_table(names: Sequence[str], rows: list[tuple[Any, ...]]) -> pa.Table:
     return pa.table(
         dict(zip(names, (pa.array(column) for column in zip(*rows, strict=True)), strict=True))
     )
+
+
+def _first_dict(cursor: duckdb.DuckDBPyConnection) -> dict[str, Any] | None:
+    """The first row of an executed statement as a dict (the result is consumed), or None."""
+    rows = cursor.fetchall()
+    if not rows:
+        return None
+    return dict(zip([d[0] for d in cursor.description or ()], rows[0], strict=True))
 
 
 def _count(result: duckdb.DuckDBPyConnection) -> int:
