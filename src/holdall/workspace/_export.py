@@ -84,11 +84,11 @@ def _chain_manifest(store: WorkspaceStore, chain_id: str) -> tuple[dict[str, Any
         raise KeyNotFoundError(
             f"no chain with id {chain_id!r} in workspace {store.workspace_path}", key=chain_id
         )
-    from holdall.workspace._store import _chain_artifact_ids
+    from holdall.workspace._tables import chain_artifact_ids
 
     files: dict[str, Path] = {}
     entries: dict[str, dict[str, str]] = {}
-    for artifact_id in sorted(_chain_artifact_ids(chain["steps"], chain["fold_artifacts"] or {},
+    for artifact_id in sorted(chain_artifact_ids(chain["steps"], chain["fold_artifacts"] or {},
                                                   chain["shared_artifacts"] or {})):  # fmt: skip
         relative, _digest, fmt = store._artifact_location(artifact_id)
         path = store.get_artifact_path(artifact_id)

@@ -11,8 +11,10 @@ from __future__ import annotations
 import functools
 import json
 import math
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
@@ -27,18 +29,31 @@ __all__ = [
     "arrays_table",
     "decode_arrays",
     "dump_json",
+    "new_id",
     "load_json",
     "parse_int",
     "parse_name",
     "parse_score",
     "parse_text",
+    "prediction_row",
     "prepare_arrays",
+    "utc_now",
 ]
 
 ARRAY_NAMES = ("y_true", "y_pred", "y_proba", "sample_indices", "weights")
 """The prediction arrays, in column order; ``sample_indices`` is stored as BIGINT[]."""
 
 _EXACT_INT_LIMIT = 2**53  # largest integer magnitude a float64 holds exactly
+
+
+def utc_now() -> datetime:
+    """The current UTC time as a naive datetime (how every timestamp is stored)."""
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+def new_id() -> str:
+    """A new record id (a UUID4 string, as nirs4all's ids)."""
+    return str(uuid.uuid4())
 
 
 def _json_default(value: Any) -> Any:
@@ -268,3 +283,48 @@ def decode_arrays(row: dict[str, Any]) -> dict[str, np.ndarray | None]:
             np.asarray(flat).astype(np.dtype(spec["dtype"]), copy=False).reshape(spec["shape"])
         )
     return result
+
+
+def prediction_row(fields: Mapping[str, Any]) -> tuple[Any, ...]:
+    """Validate one prediction record (the arguments of save_prediction) into a table row.
+
+    Raises
+    ------
+    InvalidValueError
+        For a missing field, a wrong type, a NaN or infinite score.
+    InvalidKeyError
+        For a dataset name that is not a single path segment.
+    """
+    try:
+        row = (
+            new_id(),
+            parse_text(fields["pipeline_id"], what="pipeline_id"),
+            parse_text(fields["chain_id"], what="chain_id", optional=True),
+            parse_name(fields["dataset_name"], what="dataset_name"),
+            parse_text(fields["model_name"], what="model_name"),
+            parse_text(fields["model_class"], what="model_class"),
+            parse_text(fields["fold_id"], what="fold_id"),
+            parse_text(fields["partition"], what="partition"),
+            parse_score(fields["val_score"], what="val_score"),
+            parse_score(fields["test_score"], what="test_score"),
+            parse_score(fields["train_score"], what="train_score"),
+            parse_text(fields["metric"], what="metric"),
+            parse_text(fields["task_type"], what="task_type"),
+            parse_int(fields["n_samples"], what="n_samples", minimum=0),
+            parse_int(fields["n_features"], what="n_features", minimum=0),
+            dump_json(fields["scores"], what="scores"),
+            dump_json(fields["best_params"], what="best_params"),
+            parse_text(fields.get("preprocessings", ""), what="preprocessings", optional=True),
+            parse_int(fields["branch_id"], what="branch_id", optional=True),
+            parse_text(fields["branch_name"], what="branch_name", optional=True),
+            parse_int(fields["exclusion_count"], what="exclusion_count", minimum=0),
+            parse_score(fields["exclusion_rate"], what="exclusion_rate"),
+            utc_now(),
+        )
+    except KeyError as err:
+        raise InvalidValueError(
+            f"prediction record lacks the field {err.args[0]!r}", key=str(err.args[0])
+        ) from err
+    if row[21] is None:
+        raise InvalidValueError("exclusion_rate must be a float, got None", key="exclusion_rate")
+    return row

@@ -1,9 +1,11 @@
 """`WorkspaceStore`: runs, pipelines, chains, predictions, artifacts and logs of a workspace.
 
 A workspace is a folder holding ``store.duckdb`` (seven tables, see `_schema`) and the
-content-addressed ``artifacts/`` folder (see `_artifacts`). Access to the database goes
-through a `Session` (lock + connection lease, see `_session`); record validation lives in
-`_records`, query building in `_queries`, exports in `_export` and chain replay in `_replay`.
+content-addressed ``artifacts/`` folder (see `_artifacts`). This module holds the write side
+and the lifecycle; reads live in `_reads` (the base class), row-level table work in
+`_tables`, record validation in `_records`, query building in `_queries`, exports in
+`_export` and chain replay in `_replay`. Database access goes through a `Session` (lock and
+connection lease, see `_session`).
 """
 
 from __future__ import annotations
@@ -11,11 +13,8 @@ from __future__ import annotations
 import atexit
 import contextlib
 import os
-import uuid
 import weakref
-from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
@@ -29,9 +28,18 @@ from holdall._core.hashing import sha256_bytes
 from holdall.errors import CorruptedFileError, InvalidValueError, KeyNotFoundError
 from holdall.workspace import _export, _records
 from holdall.workspace._artifacts import ArtifactFiles, deserialize, parse_format, serialize
-from holdall.workspace._queries import prediction_query, top_query, validate_page
+from holdall.workspace._queries import prediction_query
+from holdall.workspace._reads import WorkspaceReads
 from holdall.workspace._schema import migrate as _migrate_schema
 from holdall.workspace._session import Session
+from holdall.workspace._tables import (
+    Buffer,
+    chain_artifact_ids,
+    count,
+    delete_pipeline_data,
+    insert_buffer,
+    iter_records,
+)
 
 if TYPE_CHECKING:
     from holdall.workspace._artifacts import ArtifactFormat
@@ -40,16 +48,6 @@ __all__ = ["WorkspaceStore"]
 
 _OPEN_STORES: weakref.WeakSet[WorkspaceStore] = weakref.WeakSet()
 
-_PREDICTION_COLUMNS = (
-    "prediction_id", "pipeline_id", "chain_id", "dataset_name", "model_name", "model_class",
-    "fold_id", "partition", "val_score", "test_score", "train_score", "metric", "task_type",
-    "n_samples", "n_features", "scores", "best_params", "preprocessings", "branch_id",
-    "branch_name", "exclusion_count", "exclusion_rate", "created_at",
-)  # fmt: skip
-_LOG_COLUMNS = (
-    "log_id", "pipeline_id", "step_idx", "operator_class", "event", "duration_ms", "message",
-    "details", "level", "created_at",
-)  # fmt: skip
 _LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 _BUFFER_BYTES = 256 * 2**20  # flush buffered arrays beyond this many bytes
 
@@ -62,29 +60,7 @@ def _close_open_stores() -> None:
             store.close()
 
 
-def _now() -> datetime:
-    return datetime.now(UTC).replace(tzinfo=None)
-
-
-def _new_id() -> str:
-    return str(uuid.uuid4())
-
-
-@dataclass
-class _Buffer:
-    """What the one-at-a-time calls accepted and the next flush commits."""
-
-    predictions: list[tuple[Any, ...]] = field(default_factory=list)
-    n_samples: dict[str, int] = field(default_factory=dict)
-    arrays: dict[str, _records.PreparedArrays] = field(default_factory=dict)
-    logs: list[tuple[Any, ...]] = field(default_factory=list)
-    array_bytes: int = 0
-
-    def __len__(self) -> int:
-        return len(self.predictions) + len(self.arrays) + len(self.logs)
-
-
-class WorkspaceStore:
+class WorkspaceStore(WorkspaceReads):
     """Database-backed workspace storage (runs, pipelines, chains, predictions, artifacts, logs).
 
     Parameters
@@ -134,7 +110,7 @@ class WorkspaceStore:
         self._root.mkdir(parents=True, exist_ok=True)
         self._files = ArtifactFiles(self._root / "artifacts")
         self._flush_every = int(flush_every)
-        self._buffer = _Buffer()
+        self._buffer = Buffer()
         self._known_pipelines: set[str] = set()
         self._known_chains: set[str] = set()
         self._session = Session(
@@ -142,7 +118,7 @@ class WorkspaceStore:
             read_only=read_only,
             exclusive=exclusive,
             lock_timeout_s=float(lock_timeout),
-            before_release=self._flush_into,
+            before_release=self._commit_buffer,
             flush_interval_s=float(flush_interval),
         )
         _OPEN_STORES.add(self)
@@ -215,15 +191,7 @@ class WorkspaceStore:
         """Commit every buffered record now; once this returns they are acknowledged."""
         self._session.check_writable()
         with self._session.connection() as conn:
-            self._flush_into(conn)
-
-    @contextlib.contextmanager
-    def _read(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        """A connection for reading, after committing what this store buffered."""
-        with self._session.connection() as conn:
-            if not self.read_only:
-                self._flush_into(conn)
-            yield conn
+            self._commit_buffer(conn)
 
     @contextlib.contextmanager
     def _write(self) -> Iterator[duckdb.DuckDBPyConnection]:
@@ -231,32 +199,28 @@ class WorkspaceStore:
         with self._session.transaction() as conn:
             pending = self._take_buffer()
             try:
-                self._insert_buffer(conn, pending)
+                insert_buffer(conn, pending)
                 yield conn
             except BaseException:
                 self._restore_buffer(pending)
                 raise
 
-    def _take_buffer(self) -> _Buffer:
-        pending, self._buffer = self._buffer, _Buffer()
+    def _take_buffer(self) -> Buffer:
+        pending, self._buffer = self._buffer, Buffer()
         return pending
 
-    def _restore_buffer(self, pending: _Buffer) -> None:
+    def _restore_buffer(self, pending: Buffer) -> None:
         newer, self._buffer = self._buffer, pending
-        self._buffer.predictions += newer.predictions
-        self._buffer.n_samples |= newer.n_samples
-        self._buffer.arrays |= newer.arrays
-        self._buffer.logs += newer.logs
-        self._buffer.array_bytes += newer.array_bytes
+        self._buffer.merge(newer)
 
-    def _flush_into(self, conn: duckdb.DuckDBPyConnection) -> None:
-        if not len(self._buffer):
+    def _commit_buffer(self, conn: duckdb.DuckDBPyConnection) -> None:
+        if self.read_only or not len(self._buffer):
             return
         pending = self._take_buffer()
         try:
             conn.execute("BEGIN TRANSACTION")
             try:
-                self._insert_buffer(conn, pending)
+                insert_buffer(conn, pending)
             except BaseException:
                 conn.execute("ROLLBACK")
                 raise
@@ -268,44 +232,6 @@ class WorkspaceStore:
     def _maybe_flush(self) -> None:
         if len(self._buffer) >= self._flush_every or self._buffer.array_bytes >= _BUFFER_BYTES:
             self.flush()
-
-    @staticmethod
-    def _insert_buffer(conn: duckdb.DuckDBPyConnection, pending: _Buffer) -> None:
-        """Insert buffered rows; rows whose parent was deleted meanwhile are dropped.
-
-        Dropping them is what would have happened had they been committed before the
-        delete (the delete cascades), so the outcome is one of the serial orders.
-        """
-        if pending.predictions:
-            table = _rows_table(_PREDICTION_COLUMNS, pending.predictions)
-            conn.register("_holdall_rows", table)
-            conn.execute(
-                "INSERT INTO predictions SELECT * FROM _holdall_rows "
-                "WHERE pipeline_id IN (SELECT pipeline_id FROM pipelines)"
-            )
-            conn.unregister("_holdall_rows")
-        if pending.arrays:
-            _insert_arrays(conn, list(pending.arrays.values()))
-        if pending.logs:
-            table = _rows_table(_LOG_COLUMNS, pending.logs)
-            conn.register("_holdall_rows", table)
-            conn.execute(
-                "INSERT INTO logs SELECT * FROM _holdall_rows "
-                "WHERE pipeline_id IN (SELECT pipeline_id FROM pipelines)"
-            )
-            conn.unregister("_holdall_rows")
-
-    def _fetch_dict(self, sql: str, params: Sequence[Any]) -> dict[str, Any] | None:
-        with self._read() as conn:
-            return _first_dict(conn.execute(sql, list(params)))
-
-    def _fetch_pl(self, sql: str, params: Sequence[Any]) -> pl.DataFrame:
-        with self._read() as conn:
-            table = conn.sql(sql, params=list(params)).to_arrow_table()
-        frame = pl.from_arrow(table)
-        if not isinstance(frame, pl.DataFrame):  # pragma: no cover - a table always gives a frame
-            raise TypeError(f"expected a polars DataFrame, got {type(frame).__name__}")
-        return frame
 
     def _require(
         self, conn: duckdb.DuckDBPyConnection, table: str, column: str, value: object
@@ -342,12 +268,12 @@ class WorkspaceStore:
         """
         self._session.check_writable()
         row = [
-            _new_id(),
+            _records.new_id(),
             _records.parse_name(name, what="run name"),
             _records.dump_json(config, what="config"),
             _records.dump_json(list(datasets), what="datasets"),
             "running",
-            _now(),
+            _records.utc_now(),
         ]
         with self._write() as conn:
             conn.execute(
@@ -362,7 +288,7 @@ class WorkspaceStore:
         self._session.check_writable()
         values = {
             "status": "completed",
-            "completed_at": _now(),
+            "completed_at": _records.utc_now(),
             "summary": _records.dump_json(summary, what="summary"),
         }
         self._update("runs", "run_id", run_id, values)
@@ -372,7 +298,7 @@ class WorkspaceStore:
         self._session.check_writable()
         values = {
             "status": "failed",
-            "completed_at": _now(),
+            "completed_at": _records.utc_now(),
             "error": _records.parse_text(error, what="error"),
         }
         self._update("runs", "run_id", run_id, values)
@@ -390,7 +316,7 @@ class WorkspaceStore:
     ) -> str:
         """Register a pipeline execution under a run and return its id (a UUID string)."""
         self._session.check_writable()
-        pipeline_id = _new_id()
+        pipeline_id = _records.new_id()
         row = [
             pipeline_id,
             run_id,
@@ -400,7 +326,7 @@ class WorkspaceStore:
             _records.parse_name(dataset_name, what="dataset_name"),
             _records.parse_text(dataset_hash, what="dataset_hash", optional=True),
             "running",
-            _now(),
+            _records.utc_now(),
         ]
         with self._write() as conn:
             self._require(conn, "runs", "run_id", run_id)
@@ -420,7 +346,7 @@ class WorkspaceStore:
         self._session.check_writable()
         values = {
             "status": "completed",
-            "completed_at": _now(),
+            "completed_at": _records.utc_now(),
             "best_val": _records.parse_score(best_val, what="best_val"),
             "best_test": _records.parse_score(best_test, what="best_test"),
             "metric": _records.parse_text(metric, what="metric"),
@@ -438,10 +364,10 @@ class WorkspaceStore:
         message = _records.parse_text(error, what="error")
         with self._write() as conn:
             self._require(conn, "pipelines", "pipeline_id", pipeline_id)
-            _delete_pipeline_data(conn, "pipeline_id = ?", [pipeline_id], with_logs=False)
+            delete_pipeline_data(conn, "pipeline_id = ?", [pipeline_id], with_logs=False)
             conn.execute(
                 "UPDATE pipelines SET status = 'failed', completed_at = ?, error = ? WHERE pipeline_id = ?",
-                [_now(), message, pipeline_id],
+                [_records.utc_now(), message, pipeline_id],
             )
         self._known_chains.clear()
 
@@ -473,8 +399,8 @@ class WorkspaceStore:
         self._session.check_writable()
         if not isinstance(steps, list) or not all(isinstance(s, dict) for s in steps):
             raise InvalidValueError("steps must be a list of dicts", key="steps", got=steps)
-        referenced = sorted(_chain_artifact_ids(steps, fold_artifacts, shared_artifacts))
-        chain_id = _new_id()
+        referenced = sorted(chain_artifact_ids(steps, fold_artifacts, shared_artifacts))
+        chain_id = _records.new_id()
         row = [
             chain_id,
             pipeline_id,
@@ -492,7 +418,7 @@ class WorkspaceStore:
             _records.dump_json(branch_path, what="branch_path"),
             _records.parse_int(source_index, what="source_index", optional=True),
             referenced,
-            _now(),
+            _records.utc_now(),
         ]
         with self._write() as conn:
             self._require(conn, "pipelines", "pipeline_id", pipeline_id)
@@ -510,23 +436,6 @@ class WorkspaceStore:
             conn.execute("INSERT INTO chains VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", row)
         self._known_chains.add(chain_id)
         return chain_id
-
-    def get_chain(self, chain_id: str) -> dict[str, Any] | None:
-        """The chain as a dict (JSON fields decoded), or None for an unknown id."""
-        row = self._fetch_dict(
-            "SELECT * EXCLUDE (artifact_ids) FROM chains WHERE chain_id = ?", [chain_id]
-        )
-        if row is not None:
-            for name in ("steps", "fold_artifacts", "shared_artifacts", "branch_path"):
-                row[name] = _records.load_json(row[name])
-        return row
-
-    def get_chains_for_pipeline(self, pipeline_id: str) -> pl.DataFrame:
-        """All chains of a pipeline (JSON fields as text), oldest first."""
-        return self._fetch_pl(
-            "SELECT * EXCLUDE (artifact_ids) FROM chains WHERE pipeline_id = ? ORDER BY created_at, chain_id",
-            [pipeline_id],
-        )
 
     # ------------------------------------------------------------------ predictions
 
@@ -550,47 +459,6 @@ class WorkspaceStore:
                     key=missing[0],
                 )
             known.update(found)
-
-    def _prediction_row(self, fields: dict[str, Any]) -> tuple[Any, ...]:
-        """Validate one prediction record (as save_prediction takes it) into a table row."""
-        r = _records
-        try:
-            row = (
-                _new_id(),
-                r.parse_text(fields["pipeline_id"], what="pipeline_id"),
-                r.parse_text(fields["chain_id"], what="chain_id", optional=True),
-                r.parse_name(fields["dataset_name"], what="dataset_name"),
-                r.parse_text(fields["model_name"], what="model_name"),
-                r.parse_text(fields["model_class"], what="model_class"),
-                r.parse_text(fields["fold_id"], what="fold_id"),
-                r.parse_text(fields["partition"], what="partition"),
-                r.parse_score(fields["val_score"], what="val_score"),
-                r.parse_score(fields["test_score"], what="test_score"),
-                r.parse_score(fields["train_score"], what="train_score"),
-                r.parse_text(fields["metric"], what="metric"),
-                r.parse_text(fields["task_type"], what="task_type"),
-                r.parse_int(fields["n_samples"], what="n_samples", minimum=0),
-                r.parse_int(fields["n_features"], what="n_features", minimum=0),
-                r.dump_json(fields["scores"], what="scores"),
-                r.dump_json(fields["best_params"], what="best_params"),
-                r.parse_text(
-                    fields.get("preprocessings", ""), what="preprocessings", optional=True
-                ),
-                r.parse_int(fields["branch_id"], what="branch_id", optional=True),
-                r.parse_text(fields["branch_name"], what="branch_name", optional=True),
-                r.parse_int(fields["exclusion_count"], what="exclusion_count", minimum=0),
-                r.parse_score(fields["exclusion_rate"], what="exclusion_rate"),
-                _now(),
-            )
-        except KeyError as err:
-            raise InvalidValueError(
-                f"prediction record lacks the field {err.args[0]!r}", key=str(err.args[0])
-            ) from err
-        if row[21] is None:
-            raise InvalidValueError(
-                "exclusion_rate must be a float, got None", key="exclusion_rate"
-            )
-        return row
 
     def save_prediction(
         self,
@@ -625,7 +493,7 @@ class WorkspaceStore:
         self._session.check_writable()
         fields = dict(locals())
         del fields["self"]
-        row = self._prediction_row(fields)
+        row = _records.prediction_row(fields)
         if row[1] not in self._known_pipelines or (
             row[2] is not None and row[2] not in self._known_chains
         ):
@@ -699,8 +567,8 @@ class WorkspaceStore:
         self._session.check_writable()
         rows: list[tuple[Any, ...]] = []
         prepared: list[_records.PreparedArrays] = []
-        for fields in _iter_records(records):
-            row = self._prediction_row(fields)
+        for fields in iter_records(records):
+            row = _records.prediction_row(fields)
             rows.append(row)
             arrays = {name: fields.get(name) for name in _records.ARRAY_NAMES}
             if any(value is not None for value in arrays.values()):
@@ -709,8 +577,8 @@ class WorkspaceStore:
             self._check_parents(
                 conn, {r[1] for r in rows}, {r[2] for r in rows if r[2] is not None}
             )
-            self._insert_buffer(
-                conn, _Buffer(predictions=rows, arrays={p.prediction_id: p for p in prepared})
+            insert_buffer(
+                conn, Buffer(predictions=rows, arrays={p.prediction_id: p for p in prepared})
             )
         return [str(r[0]) for r in rows]
 
@@ -740,7 +608,7 @@ class WorkspaceStore:
                     [digest, relative, digest,
                      _records.parse_text(operator_class, what="operator_class", optional=True),
                      _records.parse_text(artifact_type, what="artifact_type", optional=True),
-                     fmt, len(data), _now()],
+                     fmt, len(data), _records.utc_now()],
                 )  # fmt: skip
         return digest
 
@@ -791,12 +659,12 @@ class WorkspaceStore:
             raise InvalidValueError(f"level must be one of {', '.join(_LOG_LEVELS)}, got {level!r}",
                                     key="level", expected=_LOG_LEVELS, got=level)  # fmt: skip
         row = (
-            _new_id(), pipeline_id, _records.parse_int(step_idx, what="step_idx"),
+            _records.new_id(), pipeline_id, _records.parse_int(step_idx, what="step_idx"),
             _records.parse_text(operator_class, what="operator_class", optional=True),
             _records.parse_text(event, what="event"),
             _records.parse_int(duration_ms, what="duration_ms", optional=True, minimum=0),
             _records.parse_text(message, what="message", optional=True),
-            _records.dump_json(details, what="details"), level, _now(),
+            _records.dump_json(details, what="details"), level, _records.utc_now(),
         )  # fmt: skip
         with self._session.connection() as conn:
             self._check_parents(conn, {pipeline_id}, set())
@@ -804,166 +672,6 @@ class WorkspaceStore:
         self._maybe_flush()
 
     # ------------------------------------------------------------------ queries
-
-    def get_run(self, run_id: str) -> dict[str, Any] | None:
-        """One run as a dict (JSON fields decoded), or None for an unknown id."""
-        row = self._fetch_dict("SELECT * FROM runs WHERE run_id = ?", [run_id])
-        if row is not None:
-            for name in ("config", "datasets", "summary"):
-                row[name] = _records.load_json(row[name])
-        return row
-
-    def list_runs(
-        self,
-        status: str | None = None,
-        dataset: str | None = None,
-        limit: int = 100,
-        offset: int = 0,
-    ) -> pl.DataFrame:
-        """Runs, newest first, optionally with a given status or using a dataset (by name)."""
-        conditions, params = [], []
-        if status is not None:
-            conditions.append("status = ?")
-            params.append(status)
-        if dataset is not None:
-            conditions.append(
-                "(list_contains(CAST(json_extract_string(datasets, '$[*].name') AS VARCHAR[]), ?) "
-                "OR run_id IN (SELECT run_id FROM pipelines WHERE dataset_name = ?))"
-            )
-            params += [dataset, dataset]
-        where = (" WHERE " + " AND ".join(conditions)) if conditions else ""
-        validate_page(limit, offset)
-        return self._fetch_pl(
-            f"SELECT * FROM runs{where} ORDER BY created_at DESC, run_id LIMIT ? OFFSET ?",
-            [*params, limit, offset],
-        )
-
-    def get_pipeline(self, pipeline_id: str) -> dict[str, Any] | None:
-        """One pipeline as a dict (JSON fields decoded), or None for an unknown id."""
-        row = self._fetch_dict("SELECT * FROM pipelines WHERE pipeline_id = ?", [pipeline_id])
-        if row is not None:
-            for name in ("expanded_config", "generator_choices"):
-                row[name] = _records.load_json(row[name])
-        return row
-
-    def list_pipelines(
-        self, run_id: str | None = None, dataset_name: str | None = None
-    ) -> pl.DataFrame:
-        """Pipelines, oldest first, optionally of one run and/or one dataset."""
-        conditions, params = [], []
-        for column, value in (("run_id", run_id), ("dataset_name", dataset_name)):
-            if value is not None:
-                conditions.append(f"{column} = ?")
-                params.append(value)
-        where = (" WHERE " + " AND ".join(conditions)) if conditions else ""
-        return self._fetch_pl(
-            f"SELECT * FROM pipelines{where} ORDER BY created_at, pipeline_id", params
-        )
-
-    def get_prediction(
-        self, prediction_id: str, load_arrays: bool = False
-    ) -> dict[str, Any] | None:
-        """One prediction as a dict, or None for an unknown id.
-
-        With `load_arrays`, adds ``y_true``, ``y_pred``, ``y_proba``, ``sample_indices`` and
-        ``weights`` as numpy arrays with the dtype and shape they were saved with (None
-        where not saved).
-        """
-        with self._read() as conn:
-            # Two statements, each an index lookup; one joined statement plans two scans.
-            row = _first_dict(
-                conn.execute("SELECT * FROM predictions WHERE prediction_id = ?", [prediction_id])
-            )
-            if row is not None and load_arrays:
-                arrays = _first_dict(
-                    conn.execute(
-                        "SELECT * FROM prediction_arrays WHERE prediction_id = ?", [prediction_id]
-                    )
-                )
-                decoded = _records.decode_arrays(arrays) if arrays else {}
-                row.update({name: decoded.get(name) for name in _records.ARRAY_NAMES})
-        if row is not None:
-            for name in ("scores", "best_params"):
-                row[name] = _records.load_json(row[name])
-        return row
-
-    def _fetch_arrays(
-        self, prediction_ids: list[str] | None
-    ) -> dict[str, dict[str, np.ndarray | None]]:
-        """Arrays of the given predictions (all when None), decoded, keyed by prediction id."""
-        sql = "SELECT * FROM prediction_arrays"
-        params: list[Any] = []
-        if prediction_ids is not None:
-            sql += " WHERE list_contains(?, prediction_id)"
-            params = [prediction_ids]
-        with self._read() as conn:
-            table = conn.sql(sql, params=params).to_arrow_table()
-        return _decode_array_table(table)
-
-    def load_prediction_arrays(
-        self, prediction_ids: list[str] | None = None
-    ) -> dict[str, dict[str, np.ndarray | None]]:
-        """Bulk read: the arrays of many predictions (all when None) in one query.
-
-        Returns ``{prediction_id: {"y_true": array, ...}}``; predictions without arrays are absent.
-        """
-        return self._fetch_arrays(None if prediction_ids is None else list(prediction_ids))
-
-    def query_predictions(
-        self,
-        dataset_name: str | None = None,
-        model_class: str | None = None,
-        partition: str | None = None,
-        fold_id: str | None = None,
-        branch_id: int | None = None,
-        pipeline_id: str | None = None,
-        run_id: str | None = None,
-        limit: int | None = None,
-        offset: int = 0,
-    ) -> pl.DataFrame:
-        """Predictions matching every given filter (AND), newest first, without arrays.
-
-        A str filter containing ``%`` is a SQL LIKE pattern (``model_class="PLS%"``), as in
-        nirs4all; other values match exactly.
-        """
-        filters = {"dataset_name": dataset_name, "model_class": model_class, "partition": partition,
-                   "fold_id": fold_id, "branch_id": branch_id, "pipeline_id": pipeline_id,
-                   "run_id": run_id}  # fmt: skip
-        return self._fetch_pl(*prediction_query(filters, limit=limit, offset=offset))
-
-    def top_predictions(
-        self,
-        n: int,
-        metric: str = "val_score",
-        ascending: bool = True,
-        partition: str = "val",
-        dataset_name: str | None = None,
-        group_by: str | None = None,
-    ) -> pl.DataFrame:
-        """The best `n` predictions by the score column `metric` (lowest first when `ascending`).
-
-        With `group_by`, the best `n` of each group (``n=1``: the best per group).
-        NULL scores rank last; ties are broken by prediction id.
-        """
-        sql, params = top_query(n, metric=metric, ascending=ascending, partition=partition,
-                                dataset_name=dataset_name, group_by=group_by)  # fmt: skip
-        return self._fetch_pl(sql, params)
-
-    def get_pipeline_log(self, pipeline_id: str) -> pl.DataFrame:
-        """All log entries of a pipeline, in the order they were recorded."""
-        return self._fetch_pl(
-            "SELECT * FROM logs WHERE pipeline_id = ? ORDER BY created_at, step_idx", [pipeline_id]
-        )
-
-    def get_run_log_summary(self, run_id: str) -> pl.DataFrame:
-        """Log entries of a run aggregated per pipeline and level (count, total duration)."""
-        return self._fetch_pl(
-            "SELECT l.pipeline_id, pl.name AS pipeline_name, l.level, count(*) AS n_entries, "
-            "sum(l.duration_ms) AS total_duration_ms, min(l.created_at) AS first_at, "
-            "max(l.created_at) AS last_at FROM logs l JOIN pipelines pl USING (pipeline_id) "
-            "WHERE pl.run_id = ? GROUP BY ALL ORDER BY first_at, l.level",
-            [run_id],
-        )
 
     # ------------------------------------------------------------------ exports and replay
 
@@ -1015,11 +723,11 @@ class WorkspaceStore:
         with self._write() as conn:
             self._require(conn, "runs", "run_id", run_id)
             where = "pipeline_id IN (SELECT pipeline_id FROM pipelines WHERE run_id = ?)"
-            deleted, freed = _delete_pipeline_data(
+            deleted, freed = delete_pipeline_data(
                 conn, where, [run_id], with_logs=True, delete_artifacts=delete_artifacts
             )
-            deleted += _count(conn.execute("DELETE FROM pipelines WHERE run_id = ?", [run_id]))
-            deleted += _count(conn.execute("DELETE FROM runs WHERE run_id = ?", [run_id]))
+            deleted += count(conn.execute("DELETE FROM pipelines WHERE run_id = ?", [run_id]))
+            deleted += count(conn.execute("DELETE FROM runs WHERE run_id = ?", [run_id]))
         self._known_pipelines.clear()
         self._known_chains.clear()
         for relative in freed:
@@ -1066,7 +774,7 @@ class WorkspaceStore:
         db_path = self._root / "store.duckdb"
         fresh = db_path.with_name(".store.vacuum.duckdb")
         with self._session.connection() as conn:
-            self._flush_into(conn)
+            self._commit_buffer(conn)
             for leftover in (fresh, fresh.with_name(fresh.name + ".wal")):
                 leftover.unlink(missing_ok=True)
             conn.execute("CHECKPOINT")
@@ -1080,141 +788,3 @@ class WorkspaceStore:
             finally:
                 conn.execute("DETACH holdall_fresh")
         self._session.replace_file(lambda: os.replace(fresh, db_path))
-
-
-def _rows_table(names: Sequence[str], rows: list[tuple[Any, ...]]) -> pa.Table:
-    """An Arrow table from row tuples, built column by column."""
-    return pa.table(
-        dict(zip(names, (pa.array(column) for column in zip(*rows, strict=True)), strict=True))
-    )
-
-
-def _first_dict(cursor: duckdb.DuckDBPyConnection) -> dict[str, Any] | None:
-    """The first row of an executed statement as a dict (the result is consumed), or None."""
-    rows = cursor.fetchall()
-    if not rows:
-        return None
-    return dict(zip([d[0] for d in cursor.description or ()], rows[0], strict=True))
-
-
-def _count(result: duckdb.DuckDBPyConnection) -> int:
-    rows = result.fetchall()
-    return int(rows[0][0]) if rows else 0
-
-
-def _chain_artifact_ids(
-    steps: list[dict[str, Any]], fold: dict[Any, Any], shared: dict[Any, Any]
-) -> set[str]:
-    """Distinct artifact ids a chain references (strings, or lists of strings, in any slot)."""
-    found: set[str] = set()
-    values: list[Any] = (
-        [s.get("artifact_id") for s in steps] + list(fold.values()) + list(shared.values())
-    )
-    for value in values:
-        for item in value if isinstance(value, list | tuple) else [value]:
-            if item is None or item == "":
-                continue
-            if not isinstance(item, str):
-                raise InvalidValueError(
-                    f"artifact ids must be str, got {item!r}", key="artifact_id", got=item
-                )
-            found.add(item)
-    return found
-
-
-def _delete_pipeline_data(
-    conn: duckdb.DuckDBPyConnection,
-    where: str,
-    params: list[Any],
-    *,
-    with_logs: bool,
-    delete_artifacts: bool = False,
-) -> tuple[int, list[str]]:
-    """Delete the arrays, predictions, chains (and logs) of the pipelines matching `where`.
-
-    Each removed chain reference lowers its artifact's ``ref_count``, never below the
-    references other chains still hold. Returns (rows deleted, artifact files to unlink
-    after commit).
-    """
-    deleted = _count(conn.execute(
-        f"DELETE FROM prediction_arrays WHERE prediction_id IN (SELECT prediction_id FROM predictions WHERE {where})",
-        params,
-    ))  # fmt: skip
-    deleted += _count(conn.execute(f"DELETE FROM predictions WHERE {where}", params))
-    if with_logs:
-        deleted += _count(conn.execute(f"DELETE FROM logs WHERE {where}", params))
-    released = conn.execute(
-        f"SELECT a, count(*) FROM (SELECT unnest(artifact_ids) AS a FROM chains WHERE {where}) GROUP BY a",
-        params,
-    ).fetchall()
-    deleted += _count(conn.execute(f"DELETE FROM chains WHERE {where}", params))
-    for artifact_id, n_refs in released:
-        conn.execute(
-            "UPDATE artifacts SET ref_count = greatest(ref_count - ?, (SELECT count(*) FROM "
-            "(SELECT unnest(artifact_ids) AS a FROM chains) WHERE a = ?)) WHERE artifact_id = ?",
-            [n_refs, artifact_id, artifact_id],
-        )
-    freed: list[str] = []
-    if delete_artifacts and released:
-        rows = conn.execute(
-            "DELETE FROM artifacts WHERE ref_count <= 0 AND list_contains(?, artifact_id) RETURNING artifact_path",
-            [[r[0] for r in released]],
-        ).fetchall()
-        freed = [r[0] for r in rows]
-        deleted += len(freed)
-    return deleted, freed
-
-
-def _iter_records(
-    records: Iterable[dict[str, Any]] | pa.Table | pl.DataFrame,
-) -> Iterator[dict[str, Any]]:
-    """Rows of a list of dicts, an Arrow table or a polars frame; list columns become numpy."""
-    if isinstance(records, pl.DataFrame):
-        records = records.to_arrow()
-    if not isinstance(records, pa.Table):
-        yield from records
-        return
-    array_names = [n for n in _records.ARRAY_NAMES if n in records.column_names]
-    meta = records.drop_columns(array_names).to_pylist()
-    columns = {name: _list_slices(records.column(name)) for name in array_names}
-    for i, fields in enumerate(meta):
-        fields.update({name: slices[i] for name, slices in columns.items()})
-        yield fields
-
-
-def _list_slices(column: pa.ChunkedArray) -> list[np.ndarray | None]:
-    """Zero-copy numpy views of each row of an Arrow list column (None for nulls)."""
-    out: list[np.ndarray | None] = []
-    for chunk in column.chunks:
-        offsets = chunk.offsets.to_numpy()
-        values = chunk.values.to_numpy(zero_copy_only=False)
-        valid = chunk.is_valid().to_numpy(zero_copy_only=False)
-        out += [
-            values[offsets[i] : offsets[i + 1]] if valid[i] else None for i in range(len(chunk))
-        ]
-    return out
-
-
-def _insert_arrays(conn: duckdb.DuckDBPyConnection, batch: list[_records.PreparedArrays]) -> None:
-    table = _records.arrays_table(batch)
-    conn.register("_holdall_arrays", table)
-    try:
-        conn.execute(
-            "DELETE FROM prediction_arrays WHERE prediction_id IN (SELECT prediction_id FROM _holdall_arrays)"
-        )
-        conn.execute(
-            "INSERT INTO prediction_arrays SELECT * FROM _holdall_arrays "
-            "WHERE prediction_id IN (SELECT prediction_id FROM predictions)"
-        )
-    finally:
-        conn.unregister("_holdall_arrays")
-
-
-def _decode_array_table(table: pa.Table) -> dict[str, dict[str, np.ndarray | None]]:
-    ids = table.column("prediction_id").to_pylist()
-    layouts = table.column("layout").to_pylist()
-    slices = {name: _list_slices(table.column(name)) for name in _records.ARRAY_NAMES}
-    return {
-        pid: _records.decode_arrays({"layout": layouts[i], **{n: s[i] for n, s in slices.items()}})
-        for i, pid in enumerate(ids)
-    }

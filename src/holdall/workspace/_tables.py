@@ -1,0 +1,232 @@
+"""Row-level work on the workspace tables: buffered inserts, cascading deletes, Arrow I/O.
+
+Everything here runs on a connection the store already holds inside its lease (and, for
+writes, inside its transaction); nothing here opens, locks or commits.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import duckdb
+import numpy as np
+import polars as pl
+import pyarrow as pa
+
+from holdall.errors import InvalidValueError
+from holdall.workspace import _records
+
+__all__ = [
+    "LOG_COLUMNS",
+    "PREDICTION_COLUMNS",
+    "Buffer",
+    "chain_artifact_ids",
+    "count",
+    "decode_array_table",
+    "delete_pipeline_data",
+    "first_dict",
+    "insert_buffer",
+    "iter_records",
+]
+
+PREDICTION_COLUMNS = (
+    "prediction_id", "pipeline_id", "chain_id", "dataset_name", "model_name", "model_class",
+    "fold_id", "partition", "val_score", "test_score", "train_score", "metric", "task_type",
+    "n_samples", "n_features", "scores", "best_params", "preprocessings", "branch_id",
+    "branch_name", "exclusion_count", "exclusion_rate", "created_at",
+)  # fmt: skip
+"""Columns of the ``predictions`` table, in order (rows are tuples in this order)."""
+
+LOG_COLUMNS = (
+    "log_id", "pipeline_id", "step_idx", "operator_class", "event", "duration_ms", "message",
+    "details", "level", "created_at",
+)  # fmt: skip
+"""Columns of the ``logs`` table, in order."""
+
+
+@dataclass
+class Buffer:
+    """What the one-at-a-time calls accepted and the next flush commits."""
+
+    predictions: list[tuple[Any, ...]] = field(default_factory=list)
+    n_samples: dict[str, int] = field(default_factory=dict)
+    arrays: dict[str, _records.PreparedArrays] = field(default_factory=dict)
+    logs: list[tuple[Any, ...]] = field(default_factory=list)
+    array_bytes: int = 0
+
+    def __len__(self) -> int:
+        return len(self.predictions) + len(self.arrays) + len(self.logs)
+
+    def merge(self, newer: Buffer) -> None:
+        """Append what `newer` holds (used to put a failed commit's rows back, oldest first)."""
+        self.predictions += newer.predictions
+        self.n_samples |= newer.n_samples
+        self.arrays |= newer.arrays
+        self.logs += newer.logs
+        self.array_bytes += newer.array_bytes
+
+
+def insert_buffer(conn: duckdb.DuckDBPyConnection, pending: Buffer) -> None:
+    """Insert buffered rows; rows whose parent was deleted meanwhile are dropped.
+
+    Dropping them is what would have happened had they been committed before the
+    delete (the delete cascades), so the outcome is one of the serial orders.
+    """
+    if pending.predictions:
+        table = rows_table(PREDICTION_COLUMNS, pending.predictions)
+        conn.register("_holdall_rows", table)
+        conn.execute(
+            "INSERT INTO predictions SELECT * FROM _holdall_rows "
+            "WHERE pipeline_id IN (SELECT pipeline_id FROM pipelines)"
+        )
+        conn.unregister("_holdall_rows")
+    if pending.arrays:
+        insert_arrays(conn, list(pending.arrays.values()))
+    if pending.logs:
+        table = rows_table(LOG_COLUMNS, pending.logs)
+        conn.register("_holdall_rows", table)
+        conn.execute(
+            "INSERT INTO logs SELECT * FROM _holdall_rows "
+            "WHERE pipeline_id IN (SELECT pipeline_id FROM pipelines)"
+        )
+        conn.unregister("_holdall_rows")
+
+
+def rows_table(names: Sequence[str], rows: list[tuple[Any, ...]]) -> pa.Table:
+    """An Arrow table from row tuples, built column by column."""
+    return pa.table(
+        dict(zip(names, (pa.array(column) for column in zip(*rows, strict=True)), strict=True))
+    )
+
+
+def first_dict(cursor: duckdb.DuckDBPyConnection) -> dict[str, Any] | None:
+    """The first row of an executed statement as a dict (the result is consumed), or None."""
+    rows = cursor.fetchall()
+    if not rows:
+        return None
+    return dict(zip([d[0] for d in cursor.description or ()], rows[0], strict=True))
+
+
+def count(result: duckdb.DuckDBPyConnection) -> int:
+    rows = result.fetchall()
+    return int(rows[0][0]) if rows else 0
+
+
+def chain_artifact_ids(
+    steps: list[dict[str, Any]], fold: dict[Any, Any], shared: dict[Any, Any]
+) -> set[str]:
+    """Distinct artifact ids a chain references (strings, or lists of strings, in any slot)."""
+    found: set[str] = set()
+    values: list[Any] = (
+        [s.get("artifact_id") for s in steps] + list(fold.values()) + list(shared.values())
+    )
+    for value in values:
+        for item in value if isinstance(value, list | tuple) else [value]:
+            if item is None or item == "":
+                continue
+            if not isinstance(item, str):
+                raise InvalidValueError(
+                    f"artifact ids must be str, got {item!r}", key="artifact_id", got=item
+                )
+            found.add(item)
+    return found
+
+
+def delete_pipeline_data(
+    conn: duckdb.DuckDBPyConnection,
+    where: str,
+    params: list[Any],
+    *,
+    with_logs: bool,
+    delete_artifacts: bool = False,
+) -> tuple[int, list[str]]:
+    """Delete the arrays, predictions, chains (and logs) of the pipelines matching `where`.
+
+    Each removed chain reference lowers its artifact's ``ref_count``, never below the
+    references other chains still hold. Returns (rows deleted, artifact files to unlink
+    after commit).
+    """
+    deleted = count(conn.execute(
+        f"DELETE FROM prediction_arrays WHERE prediction_id IN (SELECT prediction_id FROM predictions WHERE {where})",
+        params,
+    ))  # fmt: skip
+    deleted += count(conn.execute(f"DELETE FROM predictions WHERE {where}", params))
+    if with_logs:
+        deleted += count(conn.execute(f"DELETE FROM logs WHERE {where}", params))
+    released = conn.execute(
+        f"SELECT a, count(*) FROM (SELECT unnest(artifact_ids) AS a FROM chains WHERE {where}) GROUP BY a",
+        params,
+    ).fetchall()
+    deleted += count(conn.execute(f"DELETE FROM chains WHERE {where}", params))
+    for artifact_id, n_refs in released:
+        conn.execute(
+            "UPDATE artifacts SET ref_count = greatest(ref_count - ?, (SELECT count(*) FROM "
+            "(SELECT unnest(artifact_ids) AS a FROM chains) WHERE a = ?)) WHERE artifact_id = ?",
+            [n_refs, artifact_id, artifact_id],
+        )
+    freed: list[str] = []
+    if delete_artifacts and released:
+        rows = conn.execute(
+            "DELETE FROM artifacts WHERE ref_count <= 0 AND list_contains(?, artifact_id) RETURNING artifact_path",
+            [[r[0] for r in released]],
+        ).fetchall()
+        freed = [r[0] for r in rows]
+        deleted += len(freed)
+    return deleted, freed
+
+
+def iter_records(
+    records: Iterable[dict[str, Any]] | pa.Table | pl.DataFrame,
+) -> Iterator[dict[str, Any]]:
+    """Rows of a list of dicts, an Arrow table or a polars frame; list columns become numpy."""
+    if isinstance(records, pl.DataFrame):
+        records = records.to_arrow()
+    if not isinstance(records, pa.Table):
+        yield from records
+        return
+    array_names = [n for n in _records.ARRAY_NAMES if n in records.column_names]
+    meta = records.drop_columns(array_names).to_pylist()
+    columns = {name: list_slices(records.column(name)) for name in array_names}
+    for i, fields in enumerate(meta):
+        fields.update({name: slices[i] for name, slices in columns.items()})
+        yield fields
+
+
+def list_slices(column: pa.ChunkedArray) -> list[np.ndarray | None]:
+    """Zero-copy numpy views of each row of an Arrow list column (None for nulls)."""
+    out: list[np.ndarray | None] = []
+    for chunk in column.chunks:
+        offsets = chunk.offsets.to_numpy()
+        values = chunk.values.to_numpy(zero_copy_only=False)
+        valid = chunk.is_valid().to_numpy(zero_copy_only=False)
+        out += [
+            values[offsets[i] : offsets[i + 1]] if valid[i] else None for i in range(len(chunk))
+        ]
+    return out
+
+
+def insert_arrays(conn: duckdb.DuckDBPyConnection, batch: list[_records.PreparedArrays]) -> None:
+    table = _records.arrays_table(batch)
+    conn.register("_holdall_arrays", table)
+    try:
+        conn.execute(
+            "DELETE FROM prediction_arrays WHERE prediction_id IN (SELECT prediction_id FROM _holdall_arrays)"
+        )
+        conn.execute(
+            "INSERT INTO prediction_arrays SELECT * FROM _holdall_arrays "
+            "WHERE prediction_id IN (SELECT prediction_id FROM predictions)"
+        )
+    finally:
+        conn.unregister("_holdall_arrays")
+
+
+def decode_array_table(table: pa.Table) -> dict[str, dict[str, np.ndarray | None]]:
+    ids = table.column("prediction_id").to_pylist()
+    layouts = table.column("layout").to_pylist()
+    slices = {name: list_slices(table.column(name)) for name in _records.ARRAY_NAMES}
+    return {
+        pid: _records.decode_arrays({"layout": layouts[i], **{n: s[i] for n, s in slices.items()}})
+        for i, pid in enumerate(ids)
+    }
