@@ -70,6 +70,7 @@ ROUNDTRIP_VALUES: dict[str, Any] = {
     "list_mixed": [1, 2.5, "three", None, True],
     "list_nested": [[1, 2], [3, 4]],
     "list_ragged": [[1], [2, 3]],
+    "list_leaf_beside_list": [False, []],
     "list_of_dicts": [{"a": 1}, {"b": [1.5]}],
     "list_empty": [],
     "list_str": ["a", "bb"],

@@ -151,7 +151,8 @@ def _encode_sequence(value: list[Any] | tuple[Any, ...], *, key: str, reject_nan
         dtype: Any = {bool: np.bool_, int: np.int64, float: np.float64, str: np.str_}[scalar_type]
         try:
             array = np.array(value, dtype=dtype)
-        except OverflowError:
+        except (OverflowError, ValueError):
+            # Too large for int64, or ragged in a way the type walk did not catch: store per item.
             array = None
         if array is not None and array.shape == shape:
             if reject_nan:
@@ -164,8 +165,11 @@ def _encode_sequence(value: list[Any] | tuple[Any, ...], *, key: str, reject_nan
     return Leaf("titems" if is_tuple else "items", items=items)
 
 
-def encode_value(value: object, *, key: str, reject_nan: bool = False) -> Node:
-    """Check `value` and turn it into a node tree; arrays are copied so later mutation is harmless.
+def encode_value(value: object, *, key: str, reject_nan: bool = False, copy: bool = True) -> Node:
+    """Check `value` and turn it into a node tree.
+
+    With `copy` (the default) arrays are copied, so later mutation by the caller is harmless;
+    backends that encode the value to bytes at once pass ``copy=False`` and skip that copy.
 
     Parameters
     ----------
@@ -175,22 +179,27 @@ def encode_value(value: object, *, key: str, reject_nan: bool = False) -> Node:
         The key it goes under, for error messages.
     reject_nan
         Raise `InvalidValueError` when a float or complex array or scalar holds NaN.
+    copy
+        Copy arrays into the tree (needed by backends that keep the tree itself).
     """
     if isinstance(value, dict):
         children: dict[str, Node] = {}
         for name, child in value.items():
             validate_name(name, what=f"dict key in {key!r}")
-            children[name] = encode_value(child, key=f"{key}/{name}", reject_nan=reject_nan)
+            children[name] = encode_value(
+                child, key=f"{key}/{name}", reject_nan=reject_nan, copy=copy
+            )
         return Group(children)
-    leaf = _encode_leaf(value, key=key)
+    leaf = _encode_leaf(value, key=key, copy=copy)
     if reject_nan and leaf.array is not None:
         check_no_nan(leaf.array, key=key)
     return leaf
 
 
-def _encode_leaf(value: object, *, key: str) -> Leaf:
+def _encode_leaf(value: object, *, key: str, copy: bool) -> Leaf:
     if isinstance(value, np.ndarray):
-        return Leaf("array", np.array(parse_array(value, key=key), copy=True))
+        array = parse_array(value, key=key)
+        return Leaf("array", array.copy() if copy else array)
     if isinstance(value, np.generic):
         return Leaf("numpy", parse_array(np.asarray(value), key=key).copy())
     if value is None:

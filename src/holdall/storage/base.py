@@ -56,6 +56,8 @@ class DataStorage(ABC):
 
     #: Whether float data holding NaN is refused (`InvalidValueError`) by this backend.
     rejects_nan: bool = False
+    #: Whether the backend keeps saved arrays as they are (so they must be copied on save).
+    keeps_arrays: bool = False
 
     def __init__(self, *, read_only: bool = False) -> None:
         self._read_only = read_only
@@ -129,7 +131,9 @@ class DataStorage(ABC):
         """
         with self._lock:
             parts = self._writable_key(data_key)
-            node = encode_value(data, key=data_key, reject_nan=self.rejects_nan)
+            node = encode_value(
+                data, key=data_key, reject_nan=self.rejects_nan, copy=self.keeps_arrays
+            )
             self._check_against_schema(data_key, node)
             for depth in range(1, len(parts)):
                 if self._kind_at(parts[:depth]) == "leaf":

@@ -56,6 +56,8 @@ class MemoryStorage(DataStorage):
     the arrays held.
     """
 
+    keeps_arrays = True
+
     def __init__(self) -> None:
         super().__init__()
         self._root = Group()

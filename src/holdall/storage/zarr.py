@@ -233,7 +233,7 @@ class OptStorage(DataStorage):
     def _load_index(self, names: set[str], read: Any, *, consolidated: bool) -> None:
         """Build the node index from file `names`, reading documents with `read`."""
         root_v3 = read("zarr.json") if "zarr.json" in names else None
-        if (root_v3 is None and ".zgroup" in names) or ".zarray" in names:
+        if root_v3 is None and (".zgroup" in names or ".zarray" in names):
             self._zarr_format = 2
         if consolidated and root_v3 is not None:
             root_doc = _parse_json(root_v3, "zarr.json", self._describe())
