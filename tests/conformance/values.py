@@ -59,6 +59,8 @@ ROUNDTRIP_VALUES: dict[str, Any] = {
     "py_complex": 1 - 2j,
     "py_str": "High-complexity CAD part ✓",
     "py_empty_str": "",
+    "py_str_trailing_nul": "nul\x00",
+    "list_str_trailing_nul": ["a\x00", "b"],
     "py_bytes": b"\x00\x01binary",
     "py_none": None,
     "np_float32": np.float32(1.25),

@@ -148,7 +148,8 @@ def _encode_sequence(value: list[Any] | tuple[Any, ...], *, key: str, reject_nan
     uniform = _uniform_list_type(value)
     if uniform is not None:
         scalar_type, shape = uniform
-        dtype: Any = {bool: np.bool_, int: np.int64, float: np.float64, str: np.str_}[scalar_type]
+        # str goes in an object array: numpy's fixed-width str dtype drops trailing NULs.
+        dtype: Any = {bool: np.bool_, int: np.int64, float: np.float64, str: object}[scalar_type]
         try:
             array = np.array(value, dtype=dtype)
         except (OverflowError, ValueError):
@@ -220,7 +221,7 @@ def _encode_leaf(value: object, *, key: str, copy: bool) -> Leaf:
     if isinstance(value, complex):
         return Leaf("complex", np.array(value, dtype=np.complex128))
     if isinstance(value, str):
-        return Leaf("str", np.array(value, dtype=np.str_))
+        return Leaf("str", _object_scalar(value))
     if isinstance(value, bytes | bytearray):
         return Leaf("bytes", np.frombuffer(bytes(value), dtype=np.uint8).copy())
     if isinstance(value, list | tuple):
@@ -232,6 +233,13 @@ def _encode_leaf(value: object, *, key: str, copy: bool) -> Leaf:
         key=key,
         got=type(value),
     )
+
+
+def _object_scalar(value: str) -> np.ndarray[Any, Any]:
+    """A 0-d object array holding `value` unchanged (trailing NULs included)."""
+    array = np.empty((), dtype=object)
+    array[()] = value
+    return array
 
 
 def decode_leaf(leaf: Leaf) -> Any:
@@ -255,7 +263,9 @@ def decode_leaf(leaf: Leaf) -> Any:
         return array.tolist()
     if kind == "tuple":
         return _to_tuples(array.tolist())
-    # int, float, bool, complex, str: Python scalars.
+    if kind == "str":
+        return str(array[()])
+    # int, float, bool, complex: Python scalars.
     return array[()].item()
 
 
