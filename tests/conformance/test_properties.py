@@ -71,7 +71,9 @@ def _reopen(store: DataStorage, folder: Path) -> DataStorage:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("backend", sorted(_BACKENDS))
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(
+    max_examples=60, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow]
+)
 @given(value=_VALUES)
 def test_any_value_roundtrips_exactly(backend: str, value: Any) -> None:
     with tempfile.TemporaryDirectory() as tmp:
