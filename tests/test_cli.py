@@ -7,8 +7,14 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import polars as pl
+import pytest
 
 from holdall import OptStorage
+from holdall.demo import FOLDS, HELD_OUT_FRACTION, PIPELINES, part_sample
+from holdall.workspace import WorkspaceStore, replay_chain
+
+PARTS = 15
 
 
 def _holdall(*args: str) -> subprocess.CompletedProcess[str]:
@@ -17,15 +23,21 @@ def _holdall(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def test_demo_info_convert_compress(tmp_path: Path) -> None:
-    demo = _holdall("demo", "--out", str(tmp_path / "demo"), "--parts", "5")
-    assert demo.returncode == 0, demo.stderr
-    assert "encoded 5 parts" in demo.stdout
-    archives = sorted((tmp_path / "demo" / "encoded").glob("*.zarr.data"))
-    assert len(archives) == 5
-    assert (
-        tmp_path / "demo" / "json" / "part_0000" / "data" / "faces" / "face_areas.json"
-    ).is_file()
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    """One ``holdall demo`` run shared by the tests below: its output folder and stdout."""
+    out = tmp_path_factory.mktemp("demo") / "demo"
+    result = _holdall("demo", "--out", str(out), "--parts", str(PARTS))
+    assert result.returncode == 0, result.stderr
+    return out, result.stdout
+
+
+def test_demo_info_convert_compress(demo: tuple[Path, str], tmp_path: Path) -> None:
+    out, stdout = demo
+    assert f"encoded {PARTS} parts" in stdout
+    archives = sorted((out / "encoded").glob("*.zarr.data"))
+    assert len(archives) == PARTS
+    assert (out / "json" / "part_0000" / "data" / "faces" / "face_areas.json").is_file()
 
     info = _holdall("info", str(archives[0]))
     assert info.returncode == 0, info.stderr
@@ -52,6 +64,83 @@ def test_demo_info_convert_compress(tmp_path: Path) -> None:
     compressed = _holdall("compress", str(tmp_path / "plain.zarr"))
     assert compressed.returncode == 0, compressed.stderr
     assert (tmp_path / "plain.zarr.data").is_file()
+
+
+def test_demo_records_replays_and_exports_the_best_chain(demo: tuple[Path, str]) -> None:
+    out, stdout = demo
+    with WorkspaceStore(out / "workspace", read_only=True) as store:
+        runs = store.list_runs()
+        assert runs["status"].to_list() == ["completed"]
+        run = store.get_run(runs["run_id"][0])
+        assert run is not None
+        pipelines = store.list_pipelines(run_id=run["run_id"])
+        assert pipelines["name"].to_list() == [spec.name for spec in PIPELINES]
+        assert set(pipelines["status"]) == {"completed"}
+        predictions = store.query_predictions(run_id=run["run_id"])
+        per_cell = predictions.group_by("pipeline_id", "fold_id", "partition").len()
+        assert per_cell.height == len(PIPELINES) * FOLDS * 2
+        assert set(per_cell["len"]) == {1}
+        assert set(predictions["partition"]) == {"val", "test"}
+        assert predictions["val_score"].is_finite().all()
+        best = pipelines.filter(pl.col("name") == run["summary"]["best_pipeline"]).row(
+            0, named=True
+        )
+        assert best["best_val"] == pipelines["best_val"].min()
+        chain = store.get_chain(run["summary"]["best_chain"])
+        assert chain is not None
+        assert chain["pipeline_id"] == best["pipeline_id"]
+        assert len(chain["fold_artifacts"]) == FOLDS
+        tests = store.query_predictions(pipeline_id=best["pipeline_id"], partition="test")
+        arrays = list(store.load_prediction_arrays(tests["prediction_id"].to_list()).values())
+        top = store.top_predictions(5)
+    held = arrays[0]["sample_indices"]
+    y_true = arrays[0]["y_true"]
+    assert held is not None
+    assert y_true is not None
+    assert len(held) == len(y_true) == round(PARTS * HELD_OUT_FRACTION)
+    for fold in arrays[1:]:
+        np.testing.assert_array_equal(fold["sample_indices"], held)
+    fold_mean = np.mean([a["y_pred"] for a in arrays], axis=0)
+
+    # Replay the exported bundle here, in another process than the demo, as a user would:
+    # features read back from the held-out parts' archives.
+    features = []
+    for index in held:
+        with OptStorage(out / "encoded" / f"part_{index:04d}.zarr") as storage:
+            features.append(part_sample(storage)[0])
+    replayed = replay_chain(out / "best_chain.n4a", X=np.stack(features))
+    np.testing.assert_allclose(replayed, fold_mean, rtol=1e-12)
+    rmse = float(np.sqrt(np.mean((replayed - y_true) ** 2)))
+    assert rmse == pytest.approx(best["best_test"], rel=1e-12)
+    assert f"replayed on the {len(held)} held-out parts: RMSE {rmse:.4f}" in stdout
+    assert f"exported: {out / 'best_chain.n4a'}" in stdout
+
+    lines = stdout.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("top 5 predictions"))
+    for line, row in zip(lines[start + 2 : start + 7], top.iter_rows(named=True), strict=True):
+        assert row["model_name"] in line
+        assert f"{row['val_score']:.4f}" in line
+    assert f"next: holdall workspace {out / 'workspace'} top" in stdout
+
+
+def test_demo_refuses_too_few_parts_and_a_missing_extra(tmp_path: Path) -> None:
+    few = _holdall("demo", "--out", str(tmp_path / "few"), "--parts", "5")
+    assert few.returncode == 2
+    assert "at least 10 parts" in few.stderr
+    block_joblib = (
+        "import sys; sys.modules['joblib'] = None; "
+        "from holdall.cli import main; sys.exit(main(sys.argv[1:]))"
+    )
+    missing = subprocess.run(
+        [sys.executable, "-c", block_joblib, "demo", "--out", str(tmp_path / "bare")],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert missing.returncode == 2
+    assert "pip install 'holdall[workspace]'" in missing.stderr
+    assert "Traceback" not in missing.stderr
+    assert not (tmp_path / "bare").exists()  # refused before writing anything
 
 
 def test_errors_are_reported_without_traceback(tmp_path: Path) -> None:

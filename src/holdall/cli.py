@@ -125,11 +125,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     compress.add_argument("path")
     compress.set_defaults(run=_compress)
-    demo = commands.add_parser("demo", help="encode synthetic CAD parts end to end and report")
+    demo = commands.add_parser(
+        "demo",
+        help="encode synthetic CAD parts, train models on them into a workspace, and report",
+    )
     demo.add_argument(
         "--out", default="holdall-demo", help="output folder (default: ./holdall-demo)"
     )
-    demo.add_argument("--parts", type=int, default=200, help="number of parts (default: 200)")
+    demo.add_argument(
+        "--parts", type=int, default=200, help="number of parts, at least 10 (default: 200)"
+    )
     demo.set_defaults(run=_demo)
     from holdall.workspace._cli import add_workspace_parser
 
