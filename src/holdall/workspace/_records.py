@@ -11,11 +11,12 @@ from __future__ import annotations
 import functools
 import json
 import math
-import uuid
-from collections.abc import Mapping
+import os
+import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pyarrow as pa
@@ -25,25 +26,38 @@ from holdall.errors import InvalidValueError, UnsupportedTypeError
 
 __all__ = [
     "ARRAY_NAMES",
+    "EXACT_INT_LIMIT",
+    "INT32_MAX",
+    "INT32_MIN",
+    "PREDICTION_FIELDS",
+    "FieldSpec",
     "PreparedArrays",
+    "array_value_type",
     "arrays_table",
+    "list_column",
+    "layout_json",
     "decode_arrays",
     "dump_json",
     "new_id",
+    "new_ids",
     "load_json",
     "parse_int",
     "parse_name",
     "parse_score",
     "parse_text",
     "prediction_row",
+    "prediction_values",
     "prepare_arrays",
+    "prepare_one",
     "utc_now",
+    "utc_now_us",
 ]
 
 ARRAY_NAMES = ("y_true", "y_pred", "y_proba", "sample_indices", "weights")
 """The prediction arrays, in column order; ``sample_indices`` is stored as BIGINT[]."""
 
-_EXACT_INT_LIMIT = 2**53  # largest integer magnitude a float64 holds exactly
+EXACT_INT_LIMIT = 2**53
+"""Largest integer magnitude a float64 holds exactly."""
 
 
 def utc_now() -> datetime:
@@ -51,9 +65,59 @@ def utc_now() -> datetime:
     return datetime.now(UTC).replace(tzinfo=None)
 
 
-def new_id() -> str:
-    """A new record id (a UUID4 string, as nirs4all's ids)."""
-    return str(uuid.uuid4())
+def utc_now_us() -> int:
+    """The current UTC time in microseconds since the epoch (a cheap row timestamp).
+
+    A ``TIMESTAMP`` column built with `rows_table` accepts it as well as a datetime; it
+    costs a tenth of `utc_now`, which counts on the one-at-a-time save path.
+    """
+    return time.time_ns() // 1000
+
+
+_HEX_DIGITS = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
+_DASHES_AT = (8, 13, 18, 23)  # positions of "-" in the 36-character UUID text
+
+
+def new_ids(count: int) -> np.ndarray:
+    """`count` new random UUID4 strings, as a fixed-width bytes array (``S36``).
+
+    Built from one ``os.urandom`` read with numpy: about 50x faster than ``uuid.uuid4()`` per
+    id, which matters when a bulk save creates tens of thousands of records.
+    """
+    raw = np.frombuffer(os.urandom(16 * count), dtype=np.uint8).reshape(count, 16).copy()
+    raw[:, 6] = (raw[:, 6] & 0x0F) | 0x40  # version 4
+    raw[:, 8] = (raw[:, 8] & 0x3F) | 0x80  # RFC 4122 variant
+    text = np.empty((count, 36), dtype=np.uint8)
+    digits = np.empty((count, 32), dtype=np.uint8)
+    digits[:, 0::2] = _HEX_DIGITS[raw >> 4]
+    digits[:, 1::2] = _HEX_DIGITS[raw & 0x0F]
+    text[:, list(_DASHES_AT)] = ord("-")
+    text[:, [i for i in range(36) if i not in _DASHES_AT]] = digits
+    return text.view("S36").reshape(count)
+
+
+class _IdPool:
+    """Pre-generated ids for one-at-a-time saves, refilled in blocks and emptied on fork.
+
+    A forked child must never hand out an id its parent also holds, hence the reset.
+    """
+
+    def __init__(self, block: int = 4096) -> None:
+        self._block = block
+        self._ids: list[str] = []
+        os.register_at_fork(after_in_child=self._ids.clear)
+
+    def take(self) -> str:
+        try:
+            return self._ids.pop()
+        except IndexError:
+            text = new_ids(self._block).tobytes().decode("ascii")
+            self._ids.extend(text[i : i + 36] for i in range(0, len(text), 36))
+            return self._ids.pop()
+
+
+new_id = _IdPool().take
+"""A new record id (a UUID4 string, as nirs4all's ids)."""
 
 
 def _json_default(value: Any) -> Any:
@@ -68,6 +132,10 @@ def _json_default(value: Any) -> Any:
     )
 
 
+_ENCODE_JSON = json.JSONEncoder(allow_nan=False, default=_json_default).encode
+"""Strict JSON encoding, built once (``json.dumps`` with options builds an encoder per call)."""
+
+
 def dump_json(value: Any, *, what: str) -> str | None:
     """Encode `value` as strict JSON (None stays NULL); NaN and infinities are refused."""
     if value is None:
@@ -75,7 +143,7 @@ def dump_json(value: Any, *, what: str) -> str | None:
     if value == {}:
         return "{}"
     try:
-        return json.dumps(value, default=_json_default, allow_nan=False)
+        return _ENCODE_JSON(value)
     except ValueError as err:
         raise InvalidValueError(
             f"{what} contains NaN or an infinity, which JSON cannot hold; "
@@ -90,9 +158,18 @@ def load_json(text: str | None) -> Any:
     return None if text is None else json.loads(text)
 
 
+_CHECKED_NAMES: set[str] = set()
+"""Names already validated (a run uses a handful of dataset names thousands of times)."""
+
+
 def parse_name(value: object, *, what: str) -> str:
     """A name that may become part of a file name: one path segment, no separators."""
-    return validate_name(value, what=what)
+    if type(value) is str and value in _CHECKED_NAMES:
+        return value
+    name = validate_name(value, what=what)
+    if len(_CHECKED_NAMES) < 4096:
+        _CHECKED_NAMES.add(name)
+    return name
 
 
 def parse_text(value: object, *, what: str, optional: bool = False) -> str | None:
@@ -110,12 +187,21 @@ def parse_text(value: object, *, what: str, optional: bool = False) -> str | Non
 
 
 def parse_int(
-    value: object, *, what: str, optional: bool = False, minimum: int | None = None
+    value: object,
+    *,
+    what: str,
+    optional: bool = False,
+    minimum: int | None = None,
+    maximum: int | None = None,
 ) -> int | None:
-    """An integer field (numpy integers accepted, bools refused)."""
+    """An integer field (numpy integers accepted, bools refused), within optional bounds."""
     if value is None and optional:
         return None
-    if type(value) is int and (minimum is None or value >= minimum):
+    if (
+        type(value) is int
+        and (minimum is None or value >= minimum)
+        and (maximum is None or value <= maximum)
+    ):
         return value
     if isinstance(value, bool) or not isinstance(value, int | np.integer):
         raise InvalidValueError(
@@ -129,6 +215,13 @@ def parse_int(
             f"{what} must be >= {minimum}, got {value}",
             key=what,
             expected=f">= {minimum}",
+            got=value,
+        )
+    if maximum is not None and value > maximum:
+        raise InvalidValueError(
+            f"{what} must be <= {maximum} (a 32-bit column), got {value}",
+            key=what,
+            expected=f"<= {maximum}",
             got=value,
         )
     return int(value)
@@ -168,9 +261,10 @@ class PreparedArrays:
     """JSON ``{name: {"dtype": str, "shape": [...]}}`` to rebuild the original arrays."""
 
 
-def _prepare_one(
+def prepare_one(
     name: str, value: object, n_samples: int
 ) -> tuple[np.ndarray, str, tuple[int, ...]]:
+    """Check one prediction array; return its flat copy, original dtype and shape."""
     array = np.asarray(value)
     kind = array.dtype.kind
     if kind not in "biuf":
@@ -197,7 +291,7 @@ def _prepare_one(
         )
     target = np.int64 if name == "sample_indices" else np.float64
     if kind in "iu" and array.size and array.dtype.itemsize == 8:
-        limit = np.iinfo(np.int64).max if target is np.int64 else _EXACT_INT_LIMIT
+        limit = np.iinfo(np.int64).max if target is np.int64 else EXACT_INT_LIMIT
         if int(array.max()) > limit or int(array.min()) < -limit:
             raise InvalidValueError(
                 f"{name} holds integers beyond +-{limit}, which would not round-trip exactly",
@@ -205,7 +299,8 @@ def _prepare_one(
                 expected=f"|values| <= {limit}",
                 got=(int(array.min()), int(array.max())),
             )
-    flat = np.ascontiguousarray(array, dtype=target).reshape(-1)
+    # A copy even when the dtype matches: the caller may reuse its buffer before the flush.
+    flat = np.array(array, dtype=target, order="C").reshape(-1)
     return flat, array.dtype.str, array.shape
 
 
@@ -227,40 +322,46 @@ def prepare_arrays(
         if value is None:
             flat[name] = None
             continue
-        flat[name], dtype, shape = _prepare_one(name, value, n_samples)
+        flat[name], dtype, shape = prepare_one(name, value, n_samples)
         layout.append((name, dtype, shape))
-    return PreparedArrays(prediction_id, flat, _layout_json(tuple(layout)))
+    return PreparedArrays(prediction_id, flat, layout_json(tuple(layout)))
 
 
 @functools.lru_cache(maxsize=1024)
-def _layout_json(layout: tuple[tuple[str, str, tuple[int, ...]], ...]) -> str:
+def layout_json(layout: tuple[tuple[str, str, tuple[int, ...]], ...]) -> str:
     """The layout JSON; cached, since a run saves thousands of arrays of a few layouts."""
     return json.dumps(
         {name: {"dtype": dtype, "shape": list(shape)} for name, dtype, shape in layout}
     )
 
 
-def _list_column(values: list[np.ndarray | None], value_type: pa.DataType) -> pa.Array:
-    """One Arrow list column from per-row flat arrays, built with one concatenation."""
-    lengths = np.fromiter(
-        (0 if v is None else v.size for v in values), dtype=np.int64, count=len(values)
-    )
-    offsets = np.zeros(len(values) + 1, dtype=np.int64)
+def list_column(
+    lengths: np.ndarray, flat: np.ndarray, valid: np.ndarray, value_type: pa.DataType
+) -> pa.Array:
+    """An Arrow list column from per-row lengths (0 for a null row), the concatenated
+    values and the per-row validity."""
+    offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
     np.cumsum(lengths, out=offsets[1:])
-    present = [v for v in values if v is not None]
-    flat = np.concatenate(present) if present else np.empty(0)
-    mask = pa.array(np.fromiter((v is None for v in values), dtype=bool, count=len(values)))
     return pa.LargeListArray.from_arrays(
-        pa.array(offsets), pa.array(flat, type=value_type), mask=mask
+        pa.array(offsets), pa.array(flat, type=value_type), mask=pa.array(~valid)
     )
+
+
+def array_value_type(name: str) -> pa.DataType:
+    """The Arrow value type an array column is stored with."""
+    return pa.int64() if name == "sample_indices" else pa.float64()
 
 
 def arrays_table(batch: list[PreparedArrays]) -> pa.Table:
     """The ``prediction_arrays`` rows of `batch` as one Arrow table (list columns)."""
     columns: dict[str, pa.Array] = {"prediction_id": pa.array([p.prediction_id for p in batch])}
     for name in ARRAY_NAMES:
-        value_type = pa.int64() if name == "sample_indices" else pa.float64()
-        columns[name] = _list_column([p.flat[name] for p in batch], value_type)
+        values = [p.flat[name] for p in batch]
+        valid = np.fromiter((v is not None for v in values), dtype=bool, count=len(values))
+        lengths = np.fromiter((0 if v is None else v.size for v in values), np.int64, len(values))
+        present = [v for v in values if v is not None]
+        flat = np.concatenate(present) if present else np.empty(0)
+        columns[name] = list_column(lengths, flat, valid, array_value_type(name))
     columns["layout"] = pa.array([p.layout for p in batch])
     return pa.table(columns)
 
@@ -285,8 +386,144 @@ def decode_arrays(row: dict[str, Any]) -> dict[str, np.ndarray | None]:
     return result
 
 
+INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
+"""Bounds of an INTEGER column."""
+
+_REQUIRED = object()
+
+
+@dataclass(frozen=True, slots=True)
+class FieldSpec:
+    """One caller-given column of the ``predictions`` table and how its values are checked."""
+
+    name: str
+    kind: Literal["text", "name", "score", "int", "json"]
+    """text: any str; name: one path segment; score: finite float; int: 32-bit int; json."""
+    optional: bool = False
+    """None is allowed (NULL)."""
+    default: object = _REQUIRED
+    """The value when a record omits the field (required fields have none)."""
+
+    def value_in(self, fields: Mapping[str, Any]) -> object:
+        """This field's value in a record; `InvalidValueError` when a required one is absent."""
+        if self.default is _REQUIRED:
+            try:
+                return fields[self.name]
+            except KeyError:
+                raise InvalidValueError(
+                    f"prediction record lacks the field {self.name!r}", key=self.name
+                ) from None
+        return fields.get(self.name, self.default)
+
+    def parse(self, value: object) -> Any:
+        """Check one value exactly; raise the holdall error naming this field."""
+        what = self.name
+        if self.kind == "text":
+            return parse_text(value, what=what, optional=self.optional)
+        if self.kind == "name":
+            return parse_name(value, what=what)
+        if self.kind == "int":
+            minimum = INT32_MIN if self.optional else 0  # counts are >= 0; branch ids any int
+            return parse_int(
+                value, what=what, optional=self.optional, minimum=minimum, maximum=INT32_MAX
+            )
+        if self.kind == "json":
+            return dump_json(value, what=what)
+        number = parse_score(value, what=what)
+        if number is None and not self.optional:
+            raise InvalidValueError(f"{what} must be a float, got None", key=what)
+        return number
+
+
+PREDICTION_FIELDS = (
+    FieldSpec("pipeline_id", "text"),
+    FieldSpec("chain_id", "text", optional=True),
+    FieldSpec("dataset_name", "name"),
+    FieldSpec("model_name", "text"),
+    FieldSpec("model_class", "text"),
+    FieldSpec("fold_id", "text"),
+    FieldSpec("partition", "text"),
+    FieldSpec("val_score", "score", optional=True),
+    FieldSpec("test_score", "score", optional=True),
+    FieldSpec("train_score", "score", optional=True),
+    FieldSpec("metric", "text"),
+    FieldSpec("task_type", "text"),
+    FieldSpec("n_samples", "int"),
+    FieldSpec("n_features", "int"),
+    FieldSpec("scores", "json", optional=True),
+    FieldSpec("best_params", "json", optional=True),
+    FieldSpec("preprocessings", "text", optional=True, default=""),
+    FieldSpec("branch_id", "int", optional=True),
+    FieldSpec("branch_name", "text", optional=True),
+    FieldSpec("exclusion_count", "int"),
+    FieldSpec("exclusion_rate", "score"),
+)
+"""The arguments of ``save_prediction``, in ``predictions`` column order (between the
+generated ``prediction_id`` and ``created_at``)."""
+
+
+_PLAIN_TYPES: dict[str, frozenset[type]] = {
+    "text": frozenset({str}),
+    "name": frozenset({str}),
+    "score": frozenset({float, int}),
+    "int": frozenset({int}),
+    "json": frozenset({dict, list, str, int, float, bool}),
+}
+"""Per field kind, the Python types `prediction_values` accepts without the full parser."""
+
+_AT = {
+    kind: tuple(i for i, s in enumerate(PREDICTION_FIELDS) if s.kind == kind)
+    for kind in _PLAIN_TYPES
+}
+_PLAIN_SIGNATURES: set[tuple[type, ...]] = set()
+"""Type signatures of records already found plain (a run uses very few)."""
+
+
+def _plain_signature(values: Sequence[object]) -> bool:
+    signature = tuple(map(type, values))
+    if signature in _PLAIN_SIGNATURES:
+        return True
+    plain = all(
+        kind in _PLAIN_TYPES[spec.kind] or (kind is type(None) and spec.optional)
+        for spec, kind in zip(PREDICTION_FIELDS, signature, strict=True)
+    )
+    if plain and len(_PLAIN_SIGNATURES) < 256:
+        _PLAIN_SIGNATURES.add(signature)
+    return plain
+
+
+def prediction_values(values: Sequence[Any]) -> list[Any]:
+    """Check the values of one record, given in `PREDICTION_FIELDS` order.
+
+    Records of plain Python types (the common case) are checked with a few comparisons;
+    anything else goes through each field's exact parser, which names what is wrong.
+
+    Raises
+    ------
+    InvalidValueError
+        For a wrong type, a NaN or infinite score, an out-of-range integer.
+    InvalidKeyError
+        For a dataset name that is not a single path segment.
+    """
+    if (
+        _plain_signature(values)
+        and all(values[i] is None or math.isfinite(values[i]) for i in _AT["score"])
+        and all(values[i] is None or low <= values[i] <= INT32_MAX for i, low in _INT_LOW)
+        and all(values[i] in _CHECKED_NAMES for i in _AT["name"])
+    ):
+        checked = list(values)
+        for i in _AT["json"]:
+            checked[i] = dump_json(values[i], what=PREDICTION_FIELDS[i].name)
+        return checked
+    return [spec.parse(value) for spec, value in zip(PREDICTION_FIELDS, values, strict=True)]
+
+
+_INT_LOW = tuple((i, INT32_MIN if PREDICTION_FIELDS[i].optional else 0) for i in _AT["int"])
+"""Lower bound of each integer field: counts are >= 0, branch ids any 32-bit int."""
+
+
 def prediction_row(fields: Mapping[str, Any]) -> tuple[Any, ...]:
-    """Validate one prediction record (the arguments of save_prediction) into a table row.
+    """Validate one prediction record (a dict of save_prediction's arguments) into a row.
 
     Raises
     ------
@@ -295,36 +532,5 @@ def prediction_row(fields: Mapping[str, Any]) -> tuple[Any, ...]:
     InvalidKeyError
         For a dataset name that is not a single path segment.
     """
-    try:
-        row = (
-            new_id(),
-            parse_text(fields["pipeline_id"], what="pipeline_id"),
-            parse_text(fields["chain_id"], what="chain_id", optional=True),
-            parse_name(fields["dataset_name"], what="dataset_name"),
-            parse_text(fields["model_name"], what="model_name"),
-            parse_text(fields["model_class"], what="model_class"),
-            parse_text(fields["fold_id"], what="fold_id"),
-            parse_text(fields["partition"], what="partition"),
-            parse_score(fields["val_score"], what="val_score"),
-            parse_score(fields["test_score"], what="test_score"),
-            parse_score(fields["train_score"], what="train_score"),
-            parse_text(fields["metric"], what="metric"),
-            parse_text(fields["task_type"], what="task_type"),
-            parse_int(fields["n_samples"], what="n_samples", minimum=0),
-            parse_int(fields["n_features"], what="n_features", minimum=0),
-            dump_json(fields["scores"], what="scores"),
-            dump_json(fields["best_params"], what="best_params"),
-            parse_text(fields.get("preprocessings", ""), what="preprocessings", optional=True),
-            parse_int(fields["branch_id"], what="branch_id", optional=True),
-            parse_text(fields["branch_name"], what="branch_name", optional=True),
-            parse_int(fields["exclusion_count"], what="exclusion_count", minimum=0),
-            parse_score(fields["exclusion_rate"], what="exclusion_rate"),
-            utc_now(),
-        )
-    except KeyError as err:
-        raise InvalidValueError(
-            f"prediction record lacks the field {err.args[0]!r}", key=str(err.args[0])
-        ) from err
-    if row[21] is None:
-        raise InvalidValueError("exclusion_rate must be a float, got None", key="exclusion_rate")
-    return row
+    values = [spec.value_in(fields) for spec in PREDICTION_FIELDS]
+    return (new_id(), *prediction_values(values), utc_now_us())

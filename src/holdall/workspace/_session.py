@@ -104,12 +104,14 @@ class Session:
                 path=str(self.db_path.parent),
             )
 
-    @contextlib.contextmanager
-    def guard(self) -> Iterator[None]:
-        """Exclude the watcher and other threads without taking the lease (for buffering)."""
-        with self._mutex:
-            self.check_open()
-            yield
+    @property
+    def mutex(self) -> threading.RLock:
+        """Held to exclude the watcher and other threads without taking the lease.
+
+        Buffering calls hold it directly (and call `check_open` inside): on the
+        one-at-a-time save path a context-manager wrapper costs more than the work.
+        """
+        return self._mutex
 
     @contextlib.contextmanager
     def connection(self) -> Iterator[duckdb.DuckDBPyConnection]:

@@ -28,6 +28,7 @@ from holdall._core.hashing import sha256_bytes
 from holdall.errors import CorruptedFileError, InvalidValueError, KeyNotFoundError
 from holdall.workspace import _export, _records
 from holdall.workspace._artifacts import ArtifactFiles, deserialize, parse_format, serialize
+from holdall.workspace._columns import prediction_batch
 from holdall.workspace._queries import prediction_query
 from holdall.workspace._reads import WorkspaceReads
 from holdall.workspace._schema import migrate as _migrate_schema
@@ -38,11 +39,12 @@ from holdall.workspace._tables import (
     count,
     delete_pipeline_data,
     insert_buffer,
-    iter_records,
+    insert_new_predictions,
 )
 
 if TYPE_CHECKING:
-    from holdall.workspace._artifacts import ArtifactFormat
+    from holdall.workspace._columns import prediction_batch
+from holdall.workspace._artifacts import ArtifactFormat
 
 __all__ = ["WorkspaceStore"]
 
@@ -230,7 +232,11 @@ class WorkspaceStore(WorkspaceReads):
             raise
 
     def _maybe_flush(self) -> None:
-        if len(self._buffer) >= self._flush_every or self._buffer.array_bytes >= _BUFFER_BYTES:
+        buffer = self._buffer
+        if (
+            len(buffer.predictions) + len(buffer.arrays) + len(buffer.logs) >= self._flush_every
+            or buffer.array_bytes >= _BUFFER_BYTES
+        ):
             self.flush()
 
     def _require(
@@ -469,9 +475,9 @@ class WorkspaceStore(WorkspaceReads):
         model_class: str,
         fold_id: str,
         partition: str,
-        val_score: float,
-        test_score: float,
-        train_score: float,
+        val_score: float | None,
+        test_score: float | None,
+        train_score: float | None,
         metric: str,
         task_type: str,
         n_samples: int,
@@ -491,19 +497,43 @@ class WorkspaceStore(WorkspaceReads):
         separator, an unknown pipeline or chain id (`KeyNotFoundError`).
         """
         self._session.check_writable()
-        fields = dict(locals())
-        del fields["self"]
-        row = _records.prediction_row(fields)
-        if row[1] not in self._known_pipelines or (
-            row[2] is not None and row[2] not in self._known_chains
+        values = _records.prediction_values(
+            (
+                pipeline_id,
+                chain_id,
+                dataset_name,
+                model_name,
+                model_class,
+                fold_id,
+                partition,
+                val_score,
+                test_score,
+                train_score,
+                metric,
+                task_type,
+                n_samples,
+                n_features,
+                scores,
+                best_params,
+                preprocessings,
+                branch_id,
+                branch_name,
+                exclusion_count,
+                exclusion_rate,
+            )
+        )  # fmt: skip  (the order of _records.PREDICTION_FIELDS)
+        if values[0] not in self._known_pipelines or (
+            values[1] is not None and values[1] not in self._known_chains
         ):
             with self._session.connection() as conn:
-                self._check_parents(conn, {row[1]}, set() if row[2] is None else {row[2]})
-        with self._session.guard():
-            self._buffer.predictions.append(row)
-            self._buffer.n_samples[row[0]] = row[13]
+                self._check_parents(conn, {values[0]}, set() if values[1] is None else {values[1]})
+        prediction_id = _records.new_id()
+        with self._session.mutex:
+            self._session.check_open()
+            self._buffer.predictions.append((prediction_id, *values, _records.utc_now_us()))
+            self._buffer.n_samples[prediction_id] = values[12]
         self._maybe_flush()
-        return str(row[0])
+        return prediction_id
 
     def _n_samples_of(self, prediction_id: str) -> int:
         n = self._buffer.n_samples.get(prediction_id)
@@ -538,7 +568,8 @@ class WorkspaceStore(WorkspaceReads):
         self._session.check_writable()
         arrays = {"y_true": y_true, "y_pred": y_pred, "y_proba": y_proba,
                   "sample_indices": sample_indices, "weights": weights}  # fmt: skip
-        with self._session.guard():
+        with self._session.mutex:
+            self._session.check_open()
             n_samples = self._n_samples_of(prediction_id)
             prepared = _records.prepare_arrays(prediction_id, n_samples, arrays)
             self._buffer.arrays[prediction_id] = prepared
@@ -565,22 +596,15 @@ class WorkspaceStore(WorkspaceReads):
             The new prediction ids, in input order. Nothing is written if any record is bad.
         """
         self._session.check_writable()
-        rows: list[tuple[Any, ...]] = []
-        prepared: list[_records.PreparedArrays] = []
-        for fields in iter_records(records):
-            row = _records.prediction_row(fields)
-            rows.append(row)
-            arrays = {name: fields.get(name) for name in _records.ARRAY_NAMES}
-            if any(value is not None for value in arrays.values()):
-                prepared.append(_records.prepare_arrays(row[0], row[13], arrays))
+        batch = prediction_batch(records)
+        if not batch.ids:
+            return []
+        pipeline_ids = set(batch.predictions.column("pipeline_id").unique().to_pylist())
+        chain_ids = set(batch.predictions.column("chain_id").drop_null().unique().to_pylist())
         with self._write() as conn:
-            self._check_parents(
-                conn, {r[1] for r in rows}, {r[2] for r in rows if r[2] is not None}
-            )
-            insert_buffer(
-                conn, Buffer(predictions=rows, arrays={p.prediction_id: p for p in prepared})
-            )
-        return [str(r[0]) for r in rows]
+            self._check_parents(conn, pipeline_ids, chain_ids)
+            insert_new_predictions(conn, batch.predictions, batch.arrays)
+        return batch.ids
 
     # ------------------------------------------------------------------ artifacts
 
@@ -664,7 +688,7 @@ class WorkspaceStore(WorkspaceReads):
             _records.parse_text(event, what="event"),
             _records.parse_int(duration_ms, what="duration_ms", optional=True, minimum=0),
             _records.parse_text(message, what="message", optional=True),
-            _records.dump_json(details, what="details"), level, _records.utc_now(),
+            _records.dump_json(details, what="details"), level, _records.utc_now_us(),
         )  # fmt: skip
         with self._session.connection() as conn:
             self._check_parents(conn, {pipeline_id}, set())

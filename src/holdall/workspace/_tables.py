@@ -6,13 +6,12 @@ writes, inside its transaction); nothing here opens, locks or commits.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import duckdb
 import numpy as np
-import polars as pl
 import pyarrow as pa
 
 from holdall.errors import InvalidValueError
@@ -28,7 +27,7 @@ __all__ = [
     "delete_pipeline_data",
     "first_dict",
     "insert_buffer",
-    "iter_records",
+    "insert_new_predictions",
 ]
 
 PREDICTION_COLUMNS = (
@@ -68,37 +67,66 @@ class Buffer:
         self.array_bytes += newer.array_bytes
 
 
+_WITH_PARENT = "WHERE pipeline_id IN (SELECT pipeline_id FROM pipelines)"
+
+
 def insert_buffer(conn: duckdb.DuckDBPyConnection, pending: Buffer) -> None:
     """Insert buffered rows; rows whose parent was deleted meanwhile are dropped.
 
     Dropping them is what would have happened had they been committed before the
     delete (the delete cascades), so the outcome is one of the serial orders.
     """
+    fresh: list[_records.PreparedArrays] = []
+    older = list(pending.arrays.values())
     if pending.predictions:
-        table = rows_table(PREDICTION_COLUMNS, pending.predictions)
-        conn.register("_holdall_rows", table)
-        conn.execute(
-            "INSERT INTO predictions SELECT * FROM _holdall_rows "
-            "WHERE pipeline_id IN (SELECT pipeline_id FROM pipelines)"
-        )
-        conn.unregister("_holdall_rows")
-    if pending.arrays:
-        insert_arrays(conn, list(pending.arrays.values()))
+        rows = rows_table(PREDICTION_COLUMNS, pending.predictions)
+        if _insert(conn, "predictions", rows, _WITH_PARENT) == rows.num_rows:
+            # Every new prediction went in: arrays of new ids need no delete and no check.
+            fresh = [a for a in older if a.prediction_id in pending.n_samples]
+            older = [a for a in older if a.prediction_id not in pending.n_samples]
+    if fresh:
+        _insert(conn, "prediction_arrays", _records.arrays_table(fresh))
+    if older:
+        insert_arrays(conn, older)
     if pending.logs:
-        table = rows_table(LOG_COLUMNS, pending.logs)
-        conn.register("_holdall_rows", table)
-        conn.execute(
-            "INSERT INTO logs SELECT * FROM _holdall_rows "
-            "WHERE pipeline_id IN (SELECT pipeline_id FROM pipelines)"
-        )
+        _insert(conn, "logs", rows_table(LOG_COLUMNS, pending.logs), _WITH_PARENT)
+
+
+def insert_new_predictions(
+    conn: duckdb.DuckDBPyConnection, predictions: pa.Table, arrays: pa.Table | None
+) -> None:
+    """Insert the rows of a bulk save (new ids, parents checked in the same transaction).
+
+    Nothing can already exist under a fresh id, so no delete or parent filter is needed:
+    the rows go in as they are, which is most of what makes the bulk path fast.
+    """
+    _insert(conn, "predictions", predictions)
+    if arrays is not None:
+        _insert(conn, "prediction_arrays", arrays)
+
+
+def _insert(conn: duckdb.DuckDBPyConnection, table: str, rows: pa.Table, where: str = "") -> int:
+    """``INSERT INTO table SELECT * FROM rows [where]``; returns the rows inserted.
+
+    Table names and conditions come from this module, never from callers.
+    """
+    conn.register("_holdall_rows", rows)
+    try:
+        return count(conn.execute(f"INSERT INTO {table} SELECT * FROM _holdall_rows {where}"))
+    finally:
         conn.unregister("_holdall_rows")
 
 
 def rows_table(names: Sequence[str], rows: list[tuple[Any, ...]]) -> pa.Table:
-    """An Arrow table from row tuples, built column by column."""
-    return pa.table(
-        dict(zip(names, (pa.array(column) for column in zip(*rows, strict=True)), strict=True))
-    )
+    """An Arrow table from row tuples, built column by column.
+
+    ``created_at`` (the last column) holds microseconds since the epoch
+    (`_records.utc_now_us`); it becomes a timestamp here, without pyarrow's datetime path
+    (which imports pandas).
+    """
+    columns = dict(zip(names, zip(*rows, strict=True), strict=True))
+    created_at = pa.array(columns.pop("created_at"), type=pa.int64()).cast(pa.timestamp("us"))
+    return pa.table({**{n: pa.array(c) for n, c in columns.items()}, "created_at": created_at})
 
 
 def first_dict(cursor: duckdb.DuckDBPyConnection) -> dict[str, Any] | None:
@@ -175,23 +203,6 @@ def delete_pipeline_data(
         freed = [r[0] for r in rows]
         deleted += len(freed)
     return deleted, freed
-
-
-def iter_records(
-    records: Iterable[dict[str, Any]] | pa.Table | pl.DataFrame,
-) -> Iterator[dict[str, Any]]:
-    """Rows of a list of dicts, an Arrow table or a polars frame; list columns become numpy."""
-    if isinstance(records, pl.DataFrame):
-        records = records.to_arrow()
-    if not isinstance(records, pa.Table):
-        yield from records
-        return
-    array_names = [n for n in _records.ARRAY_NAMES if n in records.column_names]
-    meta = records.drop_columns(array_names).to_pylist()
-    columns = {name: list_slices(records.column(name)) for name in array_names}
-    for i, fields in enumerate(meta):
-        fields.update({name: slices[i] for name, slices in columns.items()})
-        yield fields
 
 
 def list_slices(column: pa.ChunkedArray) -> list[np.ndarray | None]:
