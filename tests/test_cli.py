@@ -11,7 +11,7 @@ import polars as pl
 import pytest
 
 from holdall import OptStorage
-from holdall.demo import FOLDS, HELD_OUT_FRACTION, PIPELINES, part_sample
+from holdall.demo import FOLDS, HELD_OUT_FRACTION, MIN_PARTS, PIPELINES, part_sample, run_demo
 from holdall.workspace import WorkspaceStore, replay_chain
 
 PARTS = 15
@@ -148,3 +148,14 @@ def test_errors_are_reported_without_traceback(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert "holdall: error:" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_demo_runs_again_into_the_same_folder(tmp_path: Path) -> None:
+    out = tmp_path / "demo"
+    run_demo(out, MIN_PARTS)
+    (out / "notes.txt").write_text("mine")
+    run_demo(out, MIN_PARTS, seed=1)
+    assert (out / "notes.txt").read_text() == "mine"  # only the demo's own outputs are replaced
+    assert len(list((out / "encoded").glob("*.zarr.data"))) == MIN_PARTS
+    with WorkspaceStore(out / "workspace", read_only=True) as store:
+        assert store.list_runs().height == 1

@@ -15,6 +15,7 @@ holdall.
 from __future__ import annotations
 
 import hashlib
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -371,6 +372,24 @@ def _learn(out: Path, encoded: Path, parts: int, rng: np.random.Generator) -> Le
     )
 
 
+DEMO_OUTPUTS = ("encoded", "json", "workspace", "best_chain.n4a")
+"""What `run_demo` writes below its output folder (and replaces on the next run)."""
+
+
+def _clear_previous_run(out: Path) -> None:
+    """Remove what an earlier demo wrote to `out`, so `make demo` can run again.
+
+    Archives are read-only once packed and a second run would add a second run to the
+    workspace; only the demo's own outputs are removed, nothing else in `out`.
+    """
+    for name in DEMO_OUTPUTS:
+        path = out / name
+        if path.is_dir():
+            shutil.rmtree(path)
+        elif path.exists():
+            path.unlink()
+
+
 def run_demo(out: Path, parts: int, *, seed: int = 0) -> DemoReport:
     """Encode `parts` synthetic parts, then learn from their archives into a workspace.
 
@@ -393,6 +412,7 @@ def run_demo(out: Path, parts: int, *, seed: int = 0) -> DemoReport:
             got=parts,
         )
     import_optional("joblib", extra="workspace", purpose="holdall demo (it saves fitted models)")
+    _clear_previous_run(out)
     rng = np.random.default_rng(seed)
     encoded = out / "encoded"
     encoded.mkdir(parents=True, exist_ok=True)
