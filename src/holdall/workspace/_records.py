@@ -265,6 +265,14 @@ def prepare_one(
     name: str, value: object, n_samples: int
 ) -> tuple[np.ndarray, str, tuple[int, ...]]:
     """Check one prediction array; return its flat copy, original dtype and shape."""
+    if (
+        type(value) is np.ndarray
+        and value.dtype == np.float64
+        and value.ndim == 1
+        and value.shape[0] == n_samples
+        and name != "sample_indices"
+    ):  # the common case, checked in a few comparisons
+        return value.copy(), value.dtype.str, value.shape
     array = np.asarray(value)
     kind = array.dtype.kind
     if kind not in "biuf":
