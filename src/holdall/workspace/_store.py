@@ -52,6 +52,7 @@ _OPEN_STORES: weakref.WeakSet[WorkspaceStore] = weakref.WeakSet()
 
 _LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 _BUFFER_BYTES = 256 * 2**20  # flush buffered arrays beyond this many bytes
+_EXPORT_BATCH_ROWS = 100_000  # rows per Arrow batch of a streamed Parquet export
 
 
 @atexit.register
@@ -723,8 +724,8 @@ class WorkspaceStore(WorkspaceReads):
         """Write the predictions matching `filters` (those of `query_predictions`) as Parquet."""
         sql, params = prediction_query(filters, limit=None, offset=0)
         with self._read() as conn:
-            table = conn.sql(sql, params=params).to_arrow_table()
-        return _export.write_parquet(table, Path(output_path))
+            batches = conn.sql(sql, params=params).to_arrow_reader(_EXPORT_BATCH_ROWS)
+            return _export.write_parquet(batches, Path(output_path))
 
     def replay_chain(
         self, chain_id: str, X: np.ndarray, wavelengths: np.ndarray | None = None
