@@ -101,7 +101,7 @@ def _chain_manifest(store: WorkspaceStore, chain_id: str) -> tuple[dict[str, Any
     manifest = {
         "format": BUNDLE_FORMAT,
         "exported_at": datetime.now().astimezone().isoformat(),
-        "workspace": str(store.workspace_path),
+        "workspace": store.workspace_path.name,  # the folder's name: a bundle is shared, paths leak
         "chain": {name: chain[name] for name in _CHAIN_FIELDS},
         "artifacts": entries,
     }
