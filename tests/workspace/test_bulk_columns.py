@@ -10,6 +10,7 @@ from __future__ import annotations
 import inspect
 import math
 import uuid
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -17,7 +18,7 @@ import polars as pl
 import pyarrow as pa
 import pytest
 
-from holdall.errors import HoldallError, InvalidKeyError, InvalidValueError
+from holdall.errors import HoldallError, InvalidKeyError, InvalidValueError, KeyNotFoundError
 from holdall.workspace import WorkspaceStore, _records
 from tests.workspace.conftest import Trained, prediction_fields
 
@@ -109,8 +110,78 @@ def test_arrow_and_polars_input_match_dict_input(store: WorkspaceStore, trained:
     for stored in (from_arrow, from_polars):
         for a, b in zip(stored, from_dicts, strict=True):
             assert {k: a[k] for k in a if k != "scores"} == {k: b[k] for k in b if k != "scores"}
-            assert a["scores"] == b["scores"]  # the same JSON value, however it was encoded
+            # Arrow cannot tell a null field from a missing one: null fields are left out.
+            assert a["scores"] == {"val": {"rmse": b["scores"]["val"]["rmse"]}}
     assert from_arrow[0]["y_pred"][0] == "<f4"  # the Arrow value type is the saved dtype
+
+
+def test_struct_columns_do_not_gain_other_rows_keys(
+    store: WorkspaceStore, trained: Trained
+) -> None:
+    base = prediction_fields(trained.pipeline_id, None)
+    rows = [{**base, "best_params": {"alpha": 1}}, {**base, "best_params": {"n_components": 5}}]
+    for given in (rows, pa.Table.from_pylist(rows), pl.DataFrame(rows)):
+        ids = store.save_predictions(given)
+        assert [store.get_prediction(i)["best_params"] for i in ids] == [  # type: ignore[index]
+            {"alpha": 1},
+            {"n_components": 5},
+        ]
+
+
+def test_nested_and_null_holding_arrow_arrays(store: WorkspaceStore, trained: Trained) -> None:
+    base = prediction_fields(trained.pipeline_id, None, n_samples=2)
+    proba = pa.array([[[0.25, 0.75], [0.5, 0.5]]], type=pa.list_(pa.list_(pa.float32())))
+    table = pa.Table.from_pylist([base]).append_column("y_proba", proba)
+    (pid,) = store.save_predictions(table)
+    saved = store.get_prediction(pid, load_arrays=True)
+    assert saved is not None
+    assert saved["y_proba"].dtype == np.float32
+    assert saved["y_proba"].shape == (2, 2)
+    for bad in (
+        pa.array([[1.0, None]], type=pa.list_(pa.float64())),  # a null inside an array
+        pa.array([[[0.1, 0.9], [0.1, 0.2, 0.7]]]),  # ragged rows
+    ):
+        with pytest.raises(InvalidValueError) as info:
+            store.save_predictions(pa.Table.from_pylist([base]).append_column("y_proba", bad))
+        assert info.value.key == "y_proba"
+
+
+def test_unknown_fields_are_refused_not_dropped(store: WorkspaceStore, trained: Trained) -> None:
+    record = {**prediction_fields(trained.pipeline_id, None), "y_prob": np.zeros((4, 2))}
+    for given in ([record], pa.Table.from_pylist([{**record, "y_prob": [[0.0, 0.0]] * 4}])):
+        with pytest.raises(InvalidValueError) as info:
+            store.save_predictions(given)
+        assert info.value.key == "y_prob"
+    assert store.query_predictions().height == 0
+
+
+def test_a_chain_must_exist_and_belong_to_the_pipeline(
+    store: WorkspaceStore, trained: Trained
+) -> None:
+    other = store.begin_pipeline(trained.run_id, "other", {}, [], "wheat", "h")
+    mixed = prediction_fields(other, trained.chain_id)
+    with pytest.raises(InvalidValueError) as info:
+        store.save_prediction(**mixed)
+    assert info.value.key == "chain_id"
+    with pytest.raises(InvalidValueError):
+        store.save_predictions([mixed])
+    assert store.query_predictions().height == 0
+
+
+def test_parents_are_checked_again_after_another_store_wrote(tmp_path: Path) -> None:
+    path = tmp_path / "ws"
+    with WorkspaceStore(path) as setup:
+        trained = Trained(setup)
+    with WorkspaceStore(path, lock_timeout=20) as first:
+        record = prediction_fields(trained.pipeline_id, trained.chain_id)
+        first.save_predictions([record])  # `first` now knows the chain
+        with WorkspaceStore(path, lock_timeout=20) as second:
+            second.fail_pipeline(trained.pipeline_id, "diverged")  # deletes its chains
+        with pytest.raises(KeyNotFoundError):
+            first.save_predictions([record])
+        with pytest.raises(KeyNotFoundError):
+            first.save_prediction(**record)
+        assert first.query_predictions().height == 0
 
 
 BAD_VALUES = [

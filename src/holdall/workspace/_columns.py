@@ -21,6 +21,7 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from holdall.errors import InvalidValueError
 from holdall.workspace import _records
 from holdall.workspace._records import ARRAY_NAMES, PREDICTION_FIELDS, FieldSpec
 
@@ -104,6 +105,7 @@ def _columns_of(
     if isinstance(records, pa.Table):
         table = records
         count = table.num_rows
+        _refuse_unknown(table.column_names)
         columns: dict[str, Column | None] = {
             name: (table.column(name).combine_chunks() if name in table.column_names else None)
             for name in (*(spec.name for spec in PREDICTION_FIELDS), *ARRAY_NAMES)
@@ -113,11 +115,29 @@ def _columns_of(
                 columns[spec.name] = [spec.value_in({})] * count
         return columns, count
     rows = records if isinstance(records, list) else list(records)
+    names: set[str] = set()
+    for row in rows:
+        names.update(row)
+    _refuse_unknown(names)
     columns = {spec.name: _python_column(spec, rows) for spec in PREDICTION_FIELDS}
     for name in ARRAY_NAMES:
         column = [row.get(name) for row in rows]
         columns[name] = column if any(v is not None for v in column) else None
     return columns, len(rows)
+
+
+_KNOWN_FIELDS = frozenset(spec.name for spec in PREDICTION_FIELDS) | frozenset(ARRAY_NAMES)
+
+
+def _refuse_unknown(names: Iterable[object]) -> None:
+    """Raise for a field save_prediction does not take: a typo (``y_prob``) would lose data."""
+    unknown = sorted(str(name) for name in set(names) - _KNOWN_FIELDS)
+    if unknown:
+        raise InvalidValueError(
+            f"prediction records have unknown field(s) {unknown}; the fields are those of "
+            "save_prediction plus the arrays " + ", ".join(ARRAY_NAMES),
+            key=unknown[0],
+        )
 
 
 def _python_column(spec: FieldSpec, rows: Sequence[Mapping[str, Any]]) -> list[Any]:
@@ -138,6 +158,8 @@ def _checked(spec: FieldSpec, column: Column | None) -> pa.Array:
     if fast is not None and _passes(spec, fast):
         return fast
     values = column.to_pylist() if isinstance(column, pa.Array) else column
+    if spec.kind == "json" and isinstance(column, pa.Array) and pa.types.is_struct(column.type):
+        values = [_without_nulls(v) for v in values]
     return pa.array([spec.parse(v) for v in values], type=_ARROW_TYPES[spec.kind])
 
 
@@ -166,10 +188,38 @@ def _fast_json(column: Column) -> pa.Array | None:
     """
     if not isinstance(column, pa.Array) or not pa.types.is_struct(column.type):
         return None
-    if not _plain_json(column):
+    if not _plain_json(column) or _has_null_fields(column):
         return None
     encoded = pl.Series(values=column).struct.json_encode().to_arrow()
     return pc.if_else(column.is_valid(), encoded, pa.scalar(None, pa.string()))
+
+
+def _has_null_fields(column: pa.Array) -> bool:
+    """True when a struct (at any depth) of a valid row has a null field.
+
+    Arrow gives every row the union of the keys of all rows, null where a row had none; the
+    slow path leaves those out (see `_without_nulls`), which polars' encoder cannot.
+    """
+    kind = column.type
+    if pa.types.is_struct(kind):
+        valid = column.is_valid()
+        return any(
+            pc.any(pc.and_(valid, pc.is_null(column.field(i)))).as_py()
+            or _has_null_fields(column.field(i))
+            for i in range(kind.num_fields)
+        )
+    if pa.types.is_list(kind) or pa.types.is_large_list(kind):
+        return _has_null_fields(column.flatten())
+    return False
+
+
+def _without_nulls(value: Any) -> Any:
+    """A struct value with the fields Arrow filled with null left out (at any depth)."""
+    if isinstance(value, dict):
+        return {k: _without_nulls(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_without_nulls(v) for v in value]
+    return value
 
 
 def _plain_json(column: pa.Array) -> bool:
@@ -279,8 +329,41 @@ def _array_column(name: str, column: Column, n_samples: np.ndarray) -> _ArrayPar
         fast = _arrow_arrays(name, column, n_samples)
         if fast is not None:
             return fast
-        return _numpy_arrays(name, column.to_pylist(), n_samples)
+        return _numpy_arrays(name, _arrow_rows(column), n_samples)
     return _numpy_arrays(name, column, n_samples)
+
+
+def _arrow_rows(column: pa.Array) -> list[Any]:
+    """Each row of a list column as a numpy array of the column's leaf type (None for null).
+
+    For nested lists (a 2-D ``y_proba``): the leaf type is the dtype the caller saved, which
+    ``to_pylist`` alone would lose. Rows with nulls inside stay Python lists, so that the
+    exact check refuses them.
+    """
+    leaf = column.type
+    while (
+        pa.types.is_list(leaf) or pa.types.is_large_list(leaf) or pa.types.is_fixed_size_list(leaf)
+    ):
+        leaf = leaf.value_type
+    rows: list[Any] = column.to_pylist()
+    if not (pa.types.is_integer(leaf) or pa.types.is_floating(leaf) or pa.types.is_boolean(leaf)):
+        return rows
+    dtype = np.dtype(leaf.to_pandas_dtype())
+    return [row if row is None or _holds_none(row) else _as_array(row, dtype) for row in rows]
+
+
+def _holds_none(value: Any) -> bool:
+    if isinstance(value, list):
+        return any(_holds_none(v) for v in value)
+    return value is None
+
+
+def _as_array(row: list[Any], dtype: np.dtype[Any]) -> Any:
+    """`row` as an array of `dtype`, or the list itself when ragged (the exact check says so)."""
+    try:
+        return np.asarray(row, dtype=dtype)
+    except ValueError:
+        return row
 
 
 def _arrow_arrays(name: str, column: pa.Array, n_samples: np.ndarray) -> _ArrayPart | None:
@@ -294,6 +377,8 @@ def _arrow_arrays(name: str, column: pa.Array, n_samples: np.ndarray) -> _ArrayP
         return None
     if name == "sample_indices" and not integer:
         return None
+    if column.flatten().null_count:
+        return None  # a null inside an array: refused by the exact check, as in a dict record
     valid = column.is_valid().to_numpy(zero_copy_only=False)
     lengths = pc.fill_null(pc.list_value_length(column), 0).to_numpy().astype(np.int64)
     if np.any(lengths[valid] != n_samples[valid]):

@@ -273,7 +273,13 @@ def prepare_one(
         and name != "sample_indices"
     ):  # the common case, checked in a few comparisons
         return value.copy(), value.dtype.str, value.shape
-    array = np.asarray(value)
+    try:
+        array = np.asarray(value)
+    except ValueError as err:  # ragged nested lists
+        raise InvalidValueError(
+            f"{name} is ragged (rows of different lengths); it must be a rectangular array",
+            key=name,
+        ) from err
     kind = array.dtype.kind
     if kind not in "biuf":
         raise InvalidValueError(

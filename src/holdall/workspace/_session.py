@@ -70,6 +70,9 @@ class Session:
         self._mutex = threading.RLock()
         self._conn: duckdb.DuckDBPyConnection | None = None
         self._closed = False
+        self.lease = 0
+        """Changes whenever the lease is taken or handed back: while it keeps its value no
+        other process can have written, so what the store learnt meanwhile still holds."""
         self._last_flush = time.monotonic()
         self._stop = threading.Event()
         self._watcher: threading.Thread | None = None
@@ -143,6 +146,7 @@ class Session:
         except BaseException:
             self._lock.release()
             raise
+        self.lease += 1
         return self._conn
 
     def _open(self) -> duckdb.DuckDBPyConnection:
@@ -171,6 +175,7 @@ class Session:
         """End the lease now: flush through `before_release`, close, unlock."""
         with self._mutex:
             conn, self._conn = self._conn, None
+            self.lease += 1
             try:
                 if conn is not None and not self.read_only:
                     self._before_release(conn)

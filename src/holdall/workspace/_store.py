@@ -15,6 +15,7 @@ import contextlib
 import os
 import weakref
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
@@ -61,6 +62,50 @@ def _close_open_stores() -> None:
     for store in list(_OPEN_STORES):
         with contextlib.suppress(Exception):
             store.close()
+
+
+@dataclass
+class KnownParents:
+    """Pipelines and chains (with their pipeline) seen to exist during one lease.
+
+    One-at-a-time saves check a record's parents against this instead of the database. It
+    is only trusted during the lease it was learnt in (`Session.lease`): once the lease is
+    handed back, another process may have deleted anything, so it starts over.
+    """
+
+    lease: int = -1
+    pipelines: set[str] = field(default_factory=set)
+    chains: dict[str, str] = field(default_factory=dict)
+
+    def valid_for(self, lease: int) -> KnownParents:
+        """This record, emptied first when it was learnt during another lease."""
+        if lease != self.lease:
+            self.forget()
+            self.lease = lease
+        return self
+
+    def forget(self) -> None:
+        """Drop everything (after a delete, or when the lease changed)."""
+        self.pipelines.clear()
+        self.chains.clear()
+
+    def knows(self, lease: int, pipeline_id: object, chain_id: object) -> bool:
+        """True when the pair is known to be valid during `lease`."""
+        return (
+            lease == self.lease
+            and pipeline_id in self.pipelines
+            and (
+                chain_id is None
+                or (isinstance(chain_id, str) and self.chains.get(chain_id) == pipeline_id)
+            )
+        )
+
+    def remember(self, lease: int, pipeline_id: str, chain_id: str | None = None) -> None:
+        """Record a pipeline (and chain) just written during `lease`."""
+        known = self.valid_for(lease)
+        known.pipelines.add(pipeline_id)
+        if chain_id is not None:
+            known.chains[chain_id] = pipeline_id
 
 
 class WorkspaceStore(WorkspaceReads):
@@ -114,8 +159,7 @@ class WorkspaceStore(WorkspaceReads):
         self._files = ArtifactFiles(self._root / "artifacts")
         self._flush_every = int(flush_every)
         self._buffer = Buffer()
-        self._known_pipelines: set[str] = set()
-        self._known_chains: set[str] = set()
+        self._parents = KnownParents()
         self._session = Session(
             self._root / "store.duckdb",
             read_only=read_only,
@@ -343,7 +387,7 @@ class WorkspaceStore(WorkspaceReads):
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 row,
             )
-        self._known_pipelines.add(pipeline_id)
+            self._parents.remember(self._session.lease, pipeline_id)
         return pipeline_id
 
     def complete_pipeline(
@@ -376,7 +420,7 @@ class WorkspaceStore(WorkspaceReads):
                 "UPDATE pipelines SET status = 'failed', completed_at = ?, error = ? WHERE pipeline_id = ?",
                 [_records.utc_now(), message, pipeline_id],
             )
-        self._known_chains.clear()
+        self._parents.forget()
 
     # ------------------------------------------------------------------ chains
 
@@ -441,31 +485,52 @@ class WorkspaceStore(WorkspaceReads):
                         key=missing[0],
                     )
             conn.execute("INSERT INTO chains VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", row)
-        self._known_chains.add(chain_id)
+            self._parents.remember(self._session.lease, pipeline_id, chain_id)
         return chain_id
 
     # ------------------------------------------------------------------ predictions
 
     def _check_parents(
-        self, conn: duckdb.DuckDBPyConnection, pipeline_ids: set[str], chain_ids: set[str]
+        self, conn: duckdb.DuckDBPyConnection, pairs: set[tuple[str, str | None]]
     ) -> None:
-        for ids, known, table, column in (
-            (pipeline_ids, self._known_pipelines, "pipelines", "pipeline_id"),
-            (chain_ids, self._known_chains, "chains", "chain_id"),
-        ):
-            unknown = sorted(ids - known)
-            if not unknown:
-                continue
+        """Raise unless every (pipeline, chain) pair exists and the chain is the pipeline's.
+
+        Runs inside the caller's lease, so what it learns holds until the lease ends.
+        """
+        known = self._parents.valid_for(self._session.lease)
+        unknown_pipelines = sorted({p for p, _ in pairs} - known.pipelines)
+        if unknown_pipelines:
             found = {r[0] for r in conn.execute(
-                f"SELECT {column} FROM {table} WHERE list_contains(?, {column})", [unknown]
+                "SELECT pipeline_id FROM pipelines WHERE list_contains(?, pipeline_id)",
+                [unknown_pipelines],
             ).fetchall()}  # fmt: skip
-            missing = [i for i in unknown if i not in found]
-            if missing:
+            for pipeline_id in unknown_pipelines:
+                if pipeline_id not in found:
+                    raise KeyNotFoundError(
+                        f"no pipeline with id {pipeline_id!r} in workspace {self._root}",
+                        key=pipeline_id,
+                    )
+                known.pipelines.add(pipeline_id)
+        unknown_chains = sorted({c for _, c in pairs if c is not None} - known.chains.keys())
+        if unknown_chains:
+            known.chains.update(conn.execute(
+                "SELECT chain_id, pipeline_id FROM chains WHERE list_contains(?, chain_id)",
+                [unknown_chains],
+            ).fetchall())  # fmt: skip
+        for pipeline_id, chain_id in sorted(pairs, key=str):
+            if chain_id is None:
+                continue
+            owner = known.chains.get(chain_id)
+            if owner is None:
                 raise KeyNotFoundError(
-                    f"no {column[:-3]} with id {missing[0]!r} in workspace {self._root}",
-                    key=missing[0],
+                    f"no chain with id {chain_id!r} in workspace {self._root}", key=chain_id
                 )
-            known.update(found)
+            if owner != pipeline_id:
+                raise InvalidValueError(
+                    f"chain {chain_id!r} belongs to pipeline {owner!r}, not to {pipeline_id!r}",
+                    key="chain_id",
+                    got=chain_id,
+                )
 
     def save_prediction(
         self,
@@ -523,11 +588,9 @@ class WorkspaceStore(WorkspaceReads):
                 exclusion_rate,
             )
         )  # fmt: skip  (the order of _records.PREDICTION_FIELDS)
-        if values[0] not in self._known_pipelines or (
-            values[1] is not None and values[1] not in self._known_chains
-        ):
+        if not self._parents.knows(self._session.lease, values[0], values[1]):
             with self._session.connection() as conn:
-                self._check_parents(conn, {values[0]}, set() if values[1] is None else {values[1]})
+                self._check_parents(conn, {(values[0], values[1])})
         prediction_id = _records.new_id()
         with self._session.mutex:
             self._session.check_open()
@@ -600,10 +663,18 @@ class WorkspaceStore(WorkspaceReads):
         batch = prediction_batch(records)
         if not batch.ids:
             return []
-        pipeline_ids = set(batch.predictions.column("pipeline_id").unique().to_pylist())
-        chain_ids = set(batch.predictions.column("chain_id").drop_null().unique().to_pylist())
+        pairs = batch.predictions.select(["pipeline_id", "chain_id"]).group_by(
+            ["pipeline_id", "chain_id"]
+        ).aggregate([])  # fmt: skip
         with self._write() as conn:
-            self._check_parents(conn, pipeline_ids, chain_ids)
+            self._check_parents(
+                conn,
+                set(
+                    zip(
+                        pairs["pipeline_id"].to_pylist(), pairs["chain_id"].to_pylist(), strict=True
+                    )
+                ),
+            )
             insert_new_predictions(conn, batch.predictions, batch.arrays)
         return batch.ids
 
@@ -684,7 +755,8 @@ class WorkspaceStore(WorkspaceReads):
             raise InvalidValueError(f"level must be one of {', '.join(_LOG_LEVELS)}, got {level!r}",
                                     key="level", expected=_LOG_LEVELS, got=level)  # fmt: skip
         row = (
-            _records.new_id(), pipeline_id, _records.parse_int(step_idx, what="step_idx"),
+            _records.new_id(), _records.parse_text(pipeline_id, what="pipeline_id") or "",
+            _records.parse_int(step_idx, what="step_idx"),
             _records.parse_text(operator_class, what="operator_class", optional=True),
             _records.parse_text(event, what="event"),
             _records.parse_int(duration_ms, what="duration_ms", optional=True, minimum=0),
@@ -692,7 +764,7 @@ class WorkspaceStore(WorkspaceReads):
             _records.dump_json(details, what="details"), level, _records.utc_now_us(),
         )  # fmt: skip
         with self._session.connection() as conn:
-            self._check_parents(conn, {pipeline_id}, set())
+            self._check_parents(conn, {(row[1], None)})
             self._buffer.logs.append(row)
         self._maybe_flush()
 
@@ -753,8 +825,7 @@ class WorkspaceStore(WorkspaceReads):
             )
             deleted += count(conn.execute("DELETE FROM pipelines WHERE run_id = ?", [run_id]))
             deleted += count(conn.execute("DELETE FROM runs WHERE run_id = ?", [run_id]))
-        self._known_pipelines.clear()
-        self._known_chains.clear()
+        self._parents.forget()
         for relative in freed:
             self._files.remove(relative)
         return deleted

@@ -68,6 +68,9 @@ class Buffer:
 
 
 _WITH_PARENT = "WHERE pipeline_id IN (SELECT pipeline_id FROM pipelines)"
+_WITH_PARENTS = (
+    f"{_WITH_PARENT} AND (chain_id IS NULL OR chain_id IN (SELECT chain_id FROM chains))"
+)
 
 
 def insert_buffer(conn: duckdb.DuckDBPyConnection, pending: Buffer) -> None:
@@ -80,7 +83,7 @@ def insert_buffer(conn: duckdb.DuckDBPyConnection, pending: Buffer) -> None:
     older = list(pending.arrays.values())
     if pending.predictions:
         rows = rows_table(PREDICTION_COLUMNS, pending.predictions)
-        if _insert(conn, "predictions", rows, _WITH_PARENT) == rows.num_rows:
+        if _insert(conn, "predictions", rows, _WITH_PARENTS) == rows.num_rows:
             # Every new prediction went in: arrays of new ids need no delete and no check.
             fresh = [a for a in older if a.prediction_id in pending.n_samples]
             older = [a for a in older if a.prediction_id not in pending.n_samples]
