@@ -133,6 +133,7 @@ def test_gc_removes_orphan_files_and_temporaries(store: WorkspaceStore, trained:
     assert store.gc_artifacts() == 2
     assert not orphan.exists()
     assert not temporary.exists()
+    assert not orphan.parent.exists()  # an emptied fan-out folder goes too
     assert store.gc_artifacts() == 0
     np.testing.assert_allclose(
         store.replay_chain(trained.chain_id, trained.X), trained.expected(trained.X)
@@ -163,3 +164,12 @@ def test_artifacts_folder_is_per_workspace(tmp_path: Path) -> None:
         artifact_id = a.save_artifact(np.ones(3), "np", "array", "npy")
         with pytest.raises(KeyNotFoundError):
             b.load_artifact(artifact_id)
+
+
+def test_written_files_follow_the_umask(store: WorkspaceStore, trained: Trained) -> None:
+    """A dashboard running as another user reads artifacts and exports like store.duckdb."""
+    artifact = store.get_artifact_path(trained.scaler_id)
+    bundle = store.export_chain(trained.chain_id, store.workspace_path / "best.n4a")
+    expected = (store.workspace_path / "store.duckdb").stat().st_mode & 0o777
+    assert artifact.stat().st_mode & 0o777 == expected
+    assert Path(bundle).stat().st_mode & 0o777 == expected

@@ -12,6 +12,7 @@ import pytest
 
 from holdall.errors import (
     ClosedStorageError,
+    CorruptedFileError,
     InvalidKeyError,
     InvalidValueError,
     KeyNotFoundError,
@@ -188,11 +189,11 @@ def test_read_only_store_refuses_writes(tmp_path: Path) -> None:
             lambda: reader.delete_run(trained.run_id),
             lambda: reader.gc_artifacts(),
             lambda: reader.vacuum(),
-            lambda: reader.flush(),
         ]
         for write in writes:
             with pytest.raises(ReadOnlyStorageError):
                 write()
+        reader.flush()  # nothing is buffered: a no-op, like flushing a file opened for reading
         assert reader.get_run(trained.run_id) is not None
     with pytest.raises(KeyNotFoundError):
         WorkspaceStore(tmp_path / "missing", read_only=True)
@@ -258,3 +259,53 @@ def test_migration_without_a_path_is_reported(tmp_path: Path) -> None:
     _stamp(tmp_path, _schema.SCHEMA_VERSION - 1)
     with pytest.raises(SchemaVersionError, match="no migration"):
         WorkspaceStore.migrate(tmp_path)
+
+
+@pytest.mark.parametrize("damage", ["empty", "text", "truncated", "bad block"])
+def test_a_damaged_database_file_is_reported_as_corrupted(tmp_path: Path, damage: str) -> None:
+    with WorkspaceStore(tmp_path) as store:
+        trained = Trained(store)
+        rows = [
+            {**prediction_fields(trained.pipeline_id, None, n_samples=500), "y_true": y_true}
+            for y_true in np.random.default_rng(0).random((2000, 500))
+        ]
+        store.save_predictions(rows)
+    path = tmp_path / "store.duckdb"
+    data = path.read_bytes()
+    middle = len(data) // 2
+    path.write_bytes(
+        {
+            "empty": b"",
+            "text": b"not a database\n" * 100,
+            "truncated": data[:middle],
+            "bad block": data[:middle]
+            + np.random.default_rng(1).bytes(8192)
+            + data[middle + 8192 :],
+        }[damage]
+    )
+    for read_only in (False, True):
+        with (
+            pytest.raises(CorruptedFileError) as info,
+            WorkspaceStore(tmp_path, read_only=read_only) as store,
+        ):
+            store.load_prediction_arrays()
+        assert info.value.path == str(path)
+
+
+def test_closed_store_and_a_file_as_workspace(tmp_path: Path) -> None:
+    store = WorkspaceStore(tmp_path / "ws")
+    store.close()
+    with pytest.raises(ClosedStorageError), store:
+        pass
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(InvalidValueError, match="is a file"):
+        WorkspaceStore(tmp_path / "file")
+
+
+def test_a_failed_pipeline_cannot_be_completed(store: WorkspaceStore, trained: Trained) -> None:
+    store.fail_pipeline(trained.pipeline_id, "diverged")
+    with pytest.raises(InvalidValueError):
+        store.complete_pipeline(trained.pipeline_id, 0.1, 0.2, "rmse", 10)
+    pipeline = store.get_pipeline(trained.pipeline_id)
+    assert pipeline is not None
+    assert pipeline["status"] == "failed"

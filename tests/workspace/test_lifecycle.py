@@ -239,6 +239,7 @@ def test_logs_and_run_summary(store: WorkspaceStore, trained: Trained) -> None:
         ("info", 12),
         ("warning", 30),
     ]
+    assert summary["total_duration_ms"].dtype == pl.Int64  # not DuckDB's DECIMAL sum
 
 
 def test_delete_prediction(store: WorkspaceStore, trained: Trained) -> None:

@@ -18,10 +18,29 @@ from typing import BinaryIO
 __all__ = ["atomic_output", "atomic_write_bytes", "fsync_dir", "temporary_sibling"]
 
 
+def _process_umask() -> int:
+    """The process umask (read by setting it, then restoring it at once: import time only)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+_FILE_MODE = 0o666 & ~_process_umask()
+"""The mode `open()` would give a new file: mkstemp's 0600 would hide the final file from
+the group and other users (a dashboard reading artifacts, a shared workspace)."""
+
+
 def temporary_sibling(target: Path) -> Path:
-    """Return an unused temporary path in the same folder as `target` (same filesystem)."""
+    """Return an unused temporary path in the same folder as `target` (same filesystem).
+
+    The file gets the mode a plain ``open()`` would give it, so that the file it becomes
+    does too.
+    """
     fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    os.close(fd)
+    try:
+        os.fchmod(fd, _FILE_MODE)
+    finally:
+        os.close(fd)
     return Path(name)
 
 

@@ -10,6 +10,7 @@ file live; the store writes the file before the row and deletes the row before t
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import pickle
@@ -124,10 +125,13 @@ class ArtifactFiles:
 
     def remove(self, relative: str) -> bool:
         """Delete one file; False when it was already gone."""
+        path = self.absolute(relative)
         try:
-            self.absolute(relative).unlink()
+            path.unlink()
         except FileNotFoundError:
             return False
+        with contextlib.suppress(OSError):  # the fan-out folder, once empty (else left)
+            path.parent.rmdir()
         return True
 
     def files(self) -> Iterator[str]:

@@ -365,7 +365,7 @@ class WorkspaceReads:
         """Log entries of a run aggregated per pipeline and level (count, total duration)."""
         return self._fetch_pl(
             "SELECT l.pipeline_id, pl.name AS pipeline_name, l.level, count(*) AS n_entries, "
-            "sum(l.duration_ms) AS total_duration_ms, min(l.created_at) AS first_at, "
+            "sum(l.duration_ms)::BIGINT AS total_duration_ms, min(l.created_at) AS first_at, "
             "max(l.created_at) AS last_at FROM logs l JOIN pipelines pl USING (pipeline_id) "
             "WHERE pl.run_id = ? GROUP BY ALL ORDER BY first_at, l.level",
             [run_id],

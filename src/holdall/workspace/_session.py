@@ -20,12 +20,21 @@ from pathlib import Path
 import duckdb
 
 from holdall._core.locks import InterProcessLock, WaiterSignal
-from holdall.errors import ClosedStorageError, ReadOnlyStorageError
+from holdall.errors import ClosedStorageError, CorruptedFileError, ReadOnlyStorageError
 from holdall.workspace._schema import ensure_schema
 
 __all__ = ["Session"]
 
 _WATCH_INTERVAL_S = 0.02
+
+_CORRUPTION_SIGNS = (
+    "not a valid DuckDB database file",
+    "Could not read enough bytes",
+    "Corrupt database file",
+    "checksum",
+)
+"""Parts of DuckDB's messages for a damaged or foreign file (its exception classes also
+cover lock conflicts and full disks, which are not corruption)."""
 
 
 class Session:
@@ -121,7 +130,13 @@ class Session:
         """Hold the lease (taking it if needed) and yield the connection."""
         with self._mutex:
             self.check_open()
-            yield self._ensure_connection()
+            try:
+                yield self._ensure_connection()
+            except duckdb.Error as err:  # a damaged block is found when it is read
+                error = self._corruption(err)
+                if error is err:
+                    raise
+                raise error from err
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
@@ -150,13 +165,27 @@ class Session:
         return self._conn
 
     def _open(self) -> duckdb.DuckDBPyConnection:
-        conn = duckdb.connect(str(self.db_path), read_only=self.read_only)
+        """Connect and check the schema; a damaged file raises `CorruptedFileError`."""
         try:
-            ensure_schema(conn, self.db_path, writable=not self.read_only)
-        except BaseException:
-            conn.close()
-            raise
+            conn = duckdb.connect(str(self.db_path), read_only=self.read_only)
+            try:
+                ensure_schema(conn, self.db_path, writable=not self.read_only)
+            except BaseException:
+                conn.close()
+                raise
+        except duckdb.Error as err:
+            raise self._corruption(err) from err
         return conn
+
+    def _corruption(self, err: duckdb.Error) -> Exception:
+        """`CorruptedFileError` for DuckDB's report of a damaged file; other errors as they are."""
+        if not any(sign in str(err) for sign in _CORRUPTION_SIGNS):
+            return err
+        return CorruptedFileError(
+            f"{self.db_path} is damaged ({err}); nothing was changed. Restore it from a "
+            "backup, or move it away to start a new workspace (artifacts/ can be kept).",
+            path=str(self.db_path),
+        )
 
     def replace_file(self, replace: Callable[[], None]) -> None:
         """Close the connection, run `replace` (which swaps the database file), reopen.

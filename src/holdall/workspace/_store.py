@@ -155,6 +155,12 @@ class WorkspaceStore(WorkspaceReads):
                 "cannot create one",
                 key=str(self._root),
             )
+        if self._root.exists() and not self._root.is_dir():
+            raise InvalidValueError(
+                f"{self._root} is a file; a workspace is a folder (it holds store.duckdb and "
+                "artifacts/)",
+                key=str(self._root),
+            )
         self._root.mkdir(parents=True, exist_ok=True)
         self._files = ArtifactFiles(self._root / "artifacts")
         self._flush_every = int(flush_every)
@@ -212,6 +218,7 @@ class WorkspaceStore(WorkspaceReads):
         return f"WorkspaceStore({str(self._root)!r}, {state})"
 
     def __enter__(self) -> Self:
+        self._session.check_open()
         return self
 
     def __exit__(
@@ -235,8 +242,13 @@ class WorkspaceStore(WorkspaceReads):
         _OPEN_STORES.discard(self)
 
     def flush(self) -> None:
-        """Commit every buffered record now; once this returns they are acknowledged."""
-        self._session.check_writable()
+        """Commit every buffered record now; once this returns they are acknowledged.
+
+        A read-only store buffers nothing, so flushing it does nothing.
+        """
+        self._session.check_open()
+        if self.read_only:
+            return
         with self._session.connection() as conn:
             self._commit_buffer(conn)
 
@@ -296,14 +308,25 @@ class WorkspaceStore(WorkspaceReads):
                 f"no {column[:-3]} with id {value!r} in workspace {self._root}", key=str(value)
             )
 
-    def _update(self, table: str, column: str, key: str, assignments: dict[str, Any]) -> None:
-        """``UPDATE table SET ... WHERE column = key`` (columns from code, never from callers)."""
+    def _update(
+        self,
+        conn: duckdb.DuckDBPyConnection | None,
+        table: str,
+        column: str,
+        key: str,
+        assignments: dict[str, Any],
+    ) -> None:
+        """``UPDATE table SET ... WHERE column = key`` (columns from code, never from callers).
+
+        Runs in its own transaction unless given the connection of one already open.
+        """
+        if conn is None:
+            with self._write() as conn:
+                self._require(conn, table, column, key)
+                self._update(conn, table, column, key, assignments)
+            return
         sets = ", ".join(f"{name} = ?" for name in assignments)
-        with self._write() as conn:
-            self._require(conn, table, column, key)
-            conn.execute(
-                f"UPDATE {table} SET {sets} WHERE {column} = ?", [*assignments.values(), key]
-            )
+        conn.execute(f"UPDATE {table} SET {sets} WHERE {column} = ?", [*assignments.values(), key])
 
     # ------------------------------------------------------------------ runs
 
@@ -342,7 +365,7 @@ class WorkspaceStore(WorkspaceReads):
             "completed_at": _records.utc_now(),
             "summary": _records.dump_json(summary, what="summary"),
         }
-        self._update("runs", "run_id", run_id, values)
+        self._update(None, "runs", "run_id", run_id, values)
 
     def fail_run(self, run_id: str, error: str) -> None:
         """Mark a run failed with an error message; unknown `run_id` raises `KeyNotFoundError`."""
@@ -352,7 +375,7 @@ class WorkspaceStore(WorkspaceReads):
             "completed_at": _records.utc_now(),
             "error": _records.parse_text(error, what="error"),
         }
-        self._update("runs", "run_id", run_id, values)
+        self._update(None, "runs", "run_id", run_id, values)
 
     # ------------------------------------------------------------------ pipelines
 
@@ -403,7 +426,19 @@ class WorkspaceStore(WorkspaceReads):
             "metric": _records.parse_text(metric, what="metric"),
             "duration_ms": _records.parse_int(duration_ms, what="duration_ms", minimum=0),
         }
-        self._update("pipelines", "pipeline_id", pipeline_id, values)
+        with self._write() as conn:
+            self._require(conn, "pipelines", "pipeline_id", pipeline_id)
+            (status,) = conn.execute(
+                "SELECT status FROM pipelines WHERE pipeline_id = ?", [pipeline_id]
+            ).fetchall()[0]
+            if status == "failed":
+                raise InvalidValueError(
+                    f"pipeline {pipeline_id!r} failed and its chains and predictions were "
+                    "removed; it cannot be completed (begin a new pipeline)",
+                    key=pipeline_id,
+                    got=status,
+                )
+            self._update(conn, "pipelines", "pipeline_id", pipeline_id, values)
 
     def fail_pipeline(self, pipeline_id: str, error: str) -> None:
         """Mark a pipeline failed and roll back its chains, predictions and arrays.
@@ -817,17 +852,20 @@ class WorkspaceStore(WorkspaceReads):
         files after commit); otherwise they stay for `gc_artifacts`.
         """
         self._session.check_writable()
-        with self._write() as conn:
-            self._require(conn, "runs", "run_id", run_id)
-            where = "pipeline_id IN (SELECT pipeline_id FROM pipelines WHERE run_id = ?)"
-            deleted, freed = delete_pipeline_data(
-                conn, where, [run_id], with_logs=True, delete_artifacts=delete_artifacts
-            )
-            deleted += count(conn.execute("DELETE FROM pipelines WHERE run_id = ?", [run_id]))
-            deleted += count(conn.execute("DELETE FROM runs WHERE run_id = ?", [run_id]))
-        self._parents.forget()
-        for relative in freed:
-            self._files.remove(relative)
+        # The lease is held until the files are gone: handed over between the commit and the
+        # removal, another process could save the same content again and lose its file.
+        with self._session.connection():
+            with self._write() as conn:
+                self._require(conn, "runs", "run_id", run_id)
+                where = "pipeline_id IN (SELECT pipeline_id FROM pipelines WHERE run_id = ?)"
+                deleted, freed = delete_pipeline_data(
+                    conn, where, [run_id], with_logs=True, delete_artifacts=delete_artifacts
+                )
+                deleted += count(conn.execute("DELETE FROM pipelines WHERE run_id = ?", [run_id]))
+                deleted += count(conn.execute("DELETE FROM runs WHERE run_id = ?", [run_id]))
+            self._parents.forget()
+            for relative in freed:
+                self._files.remove(relative)
         return deleted
 
     def delete_prediction(self, prediction_id: str) -> bool:
