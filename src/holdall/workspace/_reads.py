@@ -270,7 +270,7 @@ class WorkspaceReads:
             else:
                 row = _one_row(conn, _GET_PREDICTION, [prediction_id])
         if row is not None and load_arrays:
-            decoded = _records.decode_arrays(arrays) if arrays else {}
+            decoded = _records.decode_arrays(arrays["layout"], arrays) if arrays else {}
             row.update({name: decoded.get(name) for name in _records.ARRAY_NAMES})
         if row is not None:
             for name in ("scores", "best_params"):

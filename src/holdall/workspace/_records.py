@@ -380,24 +380,28 @@ def arrays_table(batch: list[PreparedArrays]) -> pa.Table:
     return pa.table(columns)
 
 
-def decode_arrays(row: dict[str, Any]) -> dict[str, np.ndarray | None]:
-    """Rebuild the numpy arrays (original dtype and shape) from a fetched arrays row.
+def decode_arrays(layout: str, flats: Mapping[str, Any]) -> dict[str, np.ndarray | None]:
+    """Rebuild the numpy arrays (original dtype and shape) of one prediction.
 
-    `row` maps each array name to its flat numpy values (or None) and ``layout`` to the
-    JSON layout.
+    `layout` is the row's JSON layout; `flats` maps each array name to its flat values
+    (a numpy array, a list, or None).
     """
-    layout = json.loads(row["layout"])
-    result: dict[str, np.ndarray | None] = {}
-    for name in ARRAY_NAMES:
-        flat = row.get(name)
-        if flat is None or name not in layout:
-            result[name] = None
-            continue
-        spec = layout[name]
-        result[name] = (
-            np.asarray(flat).astype(np.dtype(spec["dtype"]), copy=False).reshape(spec["shape"])
-        )
+    result: dict[str, np.ndarray | None] = dict.fromkeys(ARRAY_NAMES)
+    for name, dtype, shape in _parsed_layout(layout):
+        flat = flats.get(name)
+        if flat is not None:
+            array = np.asarray(flat).astype(dtype, copy=False)
+            result[name] = array if array.shape == shape else array.reshape(shape)
     return result
+
+
+@functools.lru_cache(maxsize=1024)
+def _parsed_layout(text: str) -> tuple[tuple[str, np.dtype[Any], tuple[int, ...]], ...]:
+    """A layout JSON as (name, dtype, shape) triples; cached, since layouts repeat."""
+    return tuple(
+        (name, np.dtype(spec["dtype"]), tuple(spec["shape"]))
+        for name, spec in json.loads(text).items()
+    )
 
 
 INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1

@@ -212,9 +212,12 @@ def list_slices(column: pa.ChunkedArray) -> list[np.ndarray | None]:
     """Zero-copy numpy views of each row of an Arrow list column (None for nulls)."""
     out: list[np.ndarray | None] = []
     for chunk in column.chunks:
-        offsets = chunk.offsets.to_numpy()
+        if chunk.null_count == len(chunk):  # an array nobody saved (often y_proba, weights)
+            out += [None] * len(chunk)
+            continue
+        offsets = chunk.offsets.to_numpy().tolist()  # Python ints slice faster than numpy's
         values = chunk.values.to_numpy(zero_copy_only=False)
-        valid = chunk.is_valid().to_numpy(zero_copy_only=False)
+        valid = chunk.is_valid().to_numpy(zero_copy_only=False).tolist()
         out += [
             values[offsets[i] : offsets[i + 1]] if valid[i] else None for i in range(len(chunk))
         ]
@@ -237,10 +240,11 @@ def insert_arrays(conn: duckdb.DuckDBPyConnection, batch: list[_records.Prepared
 
 
 def decode_array_table(table: pa.Table) -> dict[str, dict[str, np.ndarray | None]]:
+    """Every row of a fetched ``prediction_arrays`` table, decoded, keyed by prediction id."""
     ids = table.column("prediction_id").to_pylist()
     layouts = table.column("layout").to_pylist()
     slices = {name: list_slices(table.column(name)) for name in _records.ARRAY_NAMES}
     return {
-        pid: _records.decode_arrays({"layout": layouts[i], **{n: s[i] for n, s in slices.items()}})
+        pid: _records.decode_arrays(layouts[i], {n: s[i] for n, s in slices.items()})
         for i, pid in enumerate(ids)
     }
