@@ -6,18 +6,15 @@ commit what the store buffered (`_commit_buffer`), so every read sees the store'
 Reads are shaped by what DuckDB 2.0's Python client costs on small results (measured on the
 benchmark machine, see docs/benchmarks.md): every statement pays a fixed cost for parsing,
 binding and planning that dwarfs a primary-key lookup, so each read runs as few statements as
-it can, each handed over already parsed (`_statement`); the two lookups of
-``get_prediction(load_arrays=True)`` run at once on two connections (`_lookup_with_arrays`);
-and small results are built into polars from Python rows rather than through Arrow
-(`_rows_frame`). Nothing is cached but parsed SQL: every call reads the database.
+it can, each handed over already parsed (`_statement`), and small results are built into
+polars from Python rows rather than through Arrow (`_rows_frame`). Nothing is cached but
+parsed SQL: every call reads the database.
 """
 
 from __future__ import annotations
 
-import concurrent.futures
 import contextlib
 import functools
-import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -44,7 +41,6 @@ _STATEMENTS: dict[str, duckdb.Statement] = {}
 # The SQL texts come from a bounded set (filter combinations); the cap is only a guard.
 _MAX_STATEMENTS = 1024
 
-_POOL: dict[str, tuple[int, concurrent.futures.ThreadPoolExecutor]] = {}
 
 _SMALL_RESULT = 100
 """Results of at most this many rows are built from Python rows (see `_rows_frame`)."""
@@ -86,48 +82,6 @@ def _one_row(conn: duckdb.DuckDBPyConnection, sql: str, params: list[Any]) -> di
     if not rows:
         return None
     return dict(zip([d[0] for d in cursor.description or ()], rows[0], strict=True))
-
-
-def _read_pool() -> concurrent.futures.ThreadPoolExecutor:
-    """The worker threads of `_lookup_with_arrays`, started on first use (again after a fork).
-
-    No lock: two threads racing here each make a pool, and the one not kept is collected.
-    """
-    entry = _POOL.get("pool")
-    if entry is None or entry[0] != os.getpid():  # a forked child inherits no worker threads
-        pool = concurrent.futures.ThreadPoolExecutor(4, thread_name_prefix="holdall-read")
-        entry = _POOL["pool"] = (os.getpid(), pool)
-    return entry[1]
-
-
-def _lookup_with_arrays(
-    conn: duckdb.DuckDBPyConnection, prediction_id: str
-) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
-    """The predictions row and the arrays row of one prediction, looked up at once.
-
-    Each is a primary-key lookup costing a DuckDB statement (about 1.2 ms and 1.0 ms here,
-    mostly parsing, planning and fetching the columns of one row); run one after the other
-    they cost their sum, so the arrays row is read on a cursor (a second connection to the
-    same database, opened in microseconds) by a worker thread meanwhile: measured 2.0 ->
-    1.35 ms. Both reads see the rows committed before the call, as two statements on one
-    connection did. Measured slower than two statements: one joined statement (it plans
-    two scans), a cross join or UNION ALL of the two lookups, and packing a row into one
-    value (a STRUCT or to_json costs more than the columns it saves).
-    """
-    cursor = conn.cursor()
-    try:
-        try:
-            pending = _read_pool().submit(_one_row, cursor, _GET_ARRAYS, [prediction_id])
-        except RuntimeError:  # no new threads at interpreter shutdown: one after the other
-            row = _one_row(conn, _GET_PREDICTION, [prediction_id])
-            return row, _one_row(conn, _GET_ARRAYS, [prediction_id])
-        try:
-            row = _one_row(conn, _GET_PREDICTION, [prediction_id])
-        finally:
-            concurrent.futures.wait([pending])  # the cursor must be idle before it is closed
-        return row, pending.result()
-    finally:
-        cursor.close()
 
 
 def _rows_frame(conn: duckdb.DuckDBPyConnection, sql: str, params: list[Any]) -> pl.DataFrame:
@@ -265,10 +219,13 @@ class WorkspaceReads:
         """
         arrays = None
         with self._read() as conn:
-            if load_arrays:
-                row, arrays = _lookup_with_arrays(conn, prediction_id)
-            else:
-                row = _one_row(conn, _GET_PREDICTION, [prediction_id])
+            # Two primary-key lookups. Measured slower: one joined statement (it plans two
+            # scans), UNION ALL or a cross join of the two, a row packed into one STRUCT or
+            # JSON value; and the second lookup on a worker thread was faster when idle
+            # (2.0 -> 1.4 ms) but several times slower when the other core was busy.
+            row = _one_row(conn, _GET_PREDICTION, [prediction_id])
+            if row is not None and load_arrays:
+                arrays = _one_row(conn, _GET_ARRAYS, [prediction_id])
         if row is not None and load_arrays:
             decoded = _records.decode_arrays(arrays["layout"], arrays) if arrays else {}
             row.update({name: decoded.get(name) for name in _records.ARRAY_NAMES})
