@@ -509,9 +509,17 @@ def report(
         "of checks and buffering, and the buffer is committed as one Arrow batch, so the rate is the bulk "
         "rate minus those calls. nirs4all latest, measured through its own batched array path inside a "
         "transaction, runs here faster than the rate the issue quotes for it.",
+        "- `top_predictions(10)`: SQLite answers a top-10 from its index on the score; DuckDB has no "
+        "such index and reads the partition's rows (the best plan holdall found is in "
+        "docs/decisions.md). The Parquet export streams DuckDB's result batch by batch so that "
+        "memory stays bounded for any number of predictions, a few ms more per call than writing "
+        "one table.",
         "",
         "Notes:",
         "",
+        "- This machine is shared: whole runs of this benchmark on the same day differed by up to "
+        "1.5x on single rows (get_prediction 2.9-4.5 ms, top_predictions 4.9-6.7 ms, the Parquet "
+        "export 12-28 ms, for both sides), so read a ratio between about 0.8 and 1.25 as a tie.",
         "- nirs4all 0.7.1 saves about 10 predictions/s with arrays, so its one-at-a-time rate is measured on "
         "200 records; its read measurements use a store filled through its own DuckDB connection.",
         f"- nirs4all 0.7.1 bulk array read: {old.get('load_all_note', 'n/a')}.",
