@@ -45,8 +45,12 @@ def parse_format(value: object) -> ArtifactFormat:
     return value  # type: ignore[return-value]
 
 
-def serialize(obj: Any, fmt: ArtifactFormat) -> bytes:
-    """Serialize `obj` in `fmt`; ``npy`` takes only non-object numpy arrays (never pickled)."""
+def serialize(obj: Any, fmt: ArtifactFormat) -> bytes | memoryview:
+    """Serialize `obj` in `fmt`; ``npy`` takes only non-object numpy arrays (never pickled).
+
+    The bytes are returned as a view of the serializer's buffer, not copied: hashing and
+    writing 100 MB take less time than the copy did.
+    """
     buffer = io.BytesIO()
     if fmt == "npy":
         if not isinstance(obj, np.ndarray) or obj.dtype.hasobject:
@@ -64,7 +68,7 @@ def serialize(obj: Any, fmt: ArtifactFormat) -> bytes:
             "cloudpickle", extra="workspace", purpose="saving cloudpickle artifacts"
         )
         return bytes(cloudpickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL))
-    return buffer.getvalue()
+    return buffer.getbuffer()
 
 
 def deserialize(data: bytes, fmt: ArtifactFormat) -> Any:
@@ -109,7 +113,7 @@ class ArtifactFiles:
         """The file for a stored relative path."""
         return self.root.joinpath(*relative.split("/"))
 
-    def write(self, relative: str, data: bytes) -> None:
+    def write(self, relative: str, data: bytes | memoryview) -> None:
         """Place `data` at `relative` atomically, unless a complete copy is already there."""
         target = self.absolute(relative)
         if target.exists() and target.stat().st_size == len(data):
