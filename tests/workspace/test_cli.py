@@ -46,6 +46,7 @@ def test_listings_print_tables(
     out = capsys.readouterr().out
     assert "0.1" in out
     assert "0.3" not in out
+    assert "SNV>MinMax" in out  # the preprocessing tells pipelines with one model apart
 
 
 def test_export_gc_vacuum(

@@ -30,8 +30,8 @@ _PIPELINE_COLUMNS = [
     "metric",
     "duration_ms",
 ]
-_PREDICTION_COLUMNS = ["prediction_id", "dataset_name", "model_name", "fold_id", "partition",
-                       "val_score", "test_score", "metric"]  # fmt: skip
+_PREDICTION_COLUMNS = ["prediction_id", "dataset_name", "model_name", "preprocessings",
+                       "fold_id", "partition", "val_score", "test_score", "metric"]  # fmt: skip
 
 
 def _print_table(frame: pl.DataFrame, columns: list[str]) -> None:
