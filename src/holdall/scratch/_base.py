@@ -13,11 +13,11 @@ import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, KeysView, Mapping, Sequence
 from pathlib import Path
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 import numpy as np
 
+from holdall._core.closing import Closing
 from holdall._core.keys import parse_key
 from holdall.errors import ClosedStorageError, KeyNotFoundError, UnsupportedTypeError
 from holdall.scratch._partition import Group, resolve_group
@@ -30,7 +30,7 @@ SoA = dict[str, np.ndarray[Any, Any]]
 _MISSING: Any = object()
 
 
-class ScratchStore(ABC):
+class ScratchStore(Closing, ABC):
     """A dictionary of Structure-of-Arrays kept in memory or spilled to per-store files.
 
     Parameters
@@ -211,17 +211,6 @@ class ScratchStore(ABC):
         if self._root is not None:
             self._delete(paths)
             self._remove_folders()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def __repr__(self) -> str:
         where = "memory" if self._root is None else str(self._root)

@@ -13,10 +13,11 @@ import copy
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
-from typing import Any, Literal, Self
+from typing import Any, Literal
 
 import numpy as np
 
+from holdall._core.closing import Closing
 from holdall._core.jsoncodec import TAG, from_json, to_json
 from holdall._core.keys import parse_key
 from holdall._core.values import Group, Leaf, Node, encode_value
@@ -41,7 +42,7 @@ LeafSizes = dict[tuple[str, ...], int]
 NodeKind = Literal["group", "leaf"]
 
 
-class DataStorage(ABC):
+class DataStorage(Closing, ABC):
     """Abstract store of data (arrays, scalars, strings, lists, nested dicts) and metadata.
 
     Keys are ``/``-separated paths (``"faces/areas"``); a dict value becomes a group whose
@@ -87,13 +88,6 @@ class DataStorage(ABC):
             finally:
                 self._closed = True
 
-    def __enter__(self) -> Self:
-        self._ensure_open()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
-
     @abstractmethod
     def format(self) -> str:
         """The storage format identifier: ``"zarr"``, ``"memory"`` or ``"json"``."""
@@ -103,12 +97,12 @@ class DataStorage(ABC):
 
         Backends without compression return 0 (seed 001).
         """
-        self._ensure_open()
+        self._check_open()
         return 0
 
     def get_file_path(self, data_key: str) -> str:
         """The path where `data_key` is (or would be) stored, or a description for memory."""
-        self._ensure_open()
+        self._check_open()
         if data_key == "":
             return self._get_file_path(())
         return self._get_file_path(parse_key(data_key))
@@ -149,7 +143,7 @@ class DataStorage(ABC):
     def load_data(self, data_key: str) -> Any:
         """Return the value stored under `data_key`; a group comes back as a nested dict."""
         with self._lock:
-            self._ensure_open()
+            self._check_open()
             parts = self._key(data_key)
             if self._kind_at(parts) is None:
                 raise self._missing(data_key)
@@ -167,12 +161,12 @@ class DataStorage(ABC):
     def get_keys(self) -> list[str]:
         """The top-level data keys (arrays, values and groups), sorted."""
         with self._lock:
-            self._ensure_open()
+            self._check_open()
             return sorted(self._top_level_names())
 
     def __contains__(self, data_key: object) -> bool:
         with self._lock:
-            self._ensure_open()
+            self._check_open()
             return self._kind_at(self._key(data_key)) is not None
 
     def __iter__(self) -> Iterator[str]:
@@ -204,7 +198,7 @@ class DataStorage(ABC):
     def load_metadata(self, key: str | None = None) -> Any:
         """Return metadata `key` (a value, or a dict for a section); all metadata when None."""
         with self._lock:
-            self._ensure_open()
+            self._check_open()
             if key is None:
                 return from_json(copy.deepcopy(self._metadata))
             parts = self._key(key, what="metadata key")
@@ -253,7 +247,7 @@ class DataStorage(ABC):
     def get_schema(self) -> dict[str, Any]:
         """The schema set on this store, or ``{}`` when none is."""
         with self._lock:
-            self._ensure_open()
+            self._check_open()
             if SCHEMA_METADATA_KEY not in self._metadata:
                 return {}
             schema: dict[str, Any] = from_json(copy.deepcopy(self._metadata[SCHEMA_METADATA_KEY]))
@@ -370,12 +364,12 @@ class DataStorage(ABC):
         self._ensure_writable()
         return parts
 
-    def _ensure_open(self) -> None:
+    def _check_open(self) -> None:
         if self._closed:
             raise ClosedStorageError(f"{self!r} is closed; open it again to use it")
 
     def _ensure_writable(self) -> None:
-        self._ensure_open()
+        self._check_open()
         if self._read_only:
             raise ReadOnlyStorageError(
                 f"{self!r} is read-only; writes, deletes and schema changes are refused",
@@ -422,10 +416,10 @@ class DataStorage(ABC):
     def _get_file_path(self, parts: tuple[str, ...]) -> str:
         """`get_file_path` for validated `parts` (empty for the root)."""
 
-    def _metadata_changed(self) -> None:  # noqa: B027 - optional hook, a no-op by default
+    def _metadata_changed(self) -> None:
         """Called after every metadata change; persistent backends save or schedule a save."""
 
-    def _close(self) -> None:  # noqa: B027 - optional hook, a no-op by default
+    def _close(self) -> None:
         """Release backend resources (called once, under the lock)."""
 
 

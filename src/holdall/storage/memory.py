@@ -73,7 +73,7 @@ class MemoryStorage(DataStorage):
 
         An empty `store_path` picks the next free name ``store_<n>``.
         """
-        self._ensure_open()
+        self._check_open()
         group = self.get_store_group()
         name = store_path or f"store_{len(group)}"
         validate_name(name, what="store name")
@@ -84,7 +84,7 @@ class MemoryStorage(DataStorage):
 
     def get_store_group(self) -> StoreGroup:
         """The `StoreGroup` this store belongs to (created on first use)."""
-        self._ensure_open()
+        self._check_open()
         if self._group is None:
             self._group = StoreGroup()
         return self._group

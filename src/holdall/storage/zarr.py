@@ -525,7 +525,7 @@ class OptStorage(DataStorage):
     def inspect(self) -> list[NodeInfo]:
         """Every node of the hierarchy with its shape, dtype, codecs and stored size."""
         with self._lock:
-            self._ensure_open()
+            self._check_open()
             owned: dict[str, int] = {}
             for name, size in self._stored_file_sizes().items():
                 owner = self._owner(name)

@@ -17,14 +17,14 @@ import weakref
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import TracebackType
-from typing import TYPE_CHECKING, Any, Self
+from typing import TYPE_CHECKING, Any
 
 import duckdb
 import numpy as np
 import polars as pl
 import pyarrow as pa
 
+from holdall._core.closing import Closing
 from holdall._core.hashing import sha256_bytes
 from holdall.errors import CorruptedFileError, InvalidValueError, KeyNotFoundError
 from holdall.workspace import _export, _records
@@ -108,7 +108,7 @@ class KnownParents:
             known.chains[chain_id] = pipeline_id
 
 
-class WorkspaceStore(WorkspaceReads):
+class WorkspaceStore(Closing, WorkspaceReads):
     """Database-backed workspace storage (runs, pipelines, chains, predictions, artifacts, logs).
 
     Parameters
@@ -217,17 +217,8 @@ class WorkspaceStore(WorkspaceReads):
         state = "closed" if self._session.closed else mode
         return f"WorkspaceStore({str(self._root)!r}, {state})"
 
-    def __enter__(self) -> Self:
+    def _check_open(self) -> None:
         self._session.check_open()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def close(self) -> None:
         """Commit buffered records, close the connection and release the lock (idempotent).
