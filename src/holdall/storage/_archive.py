@@ -143,20 +143,10 @@ def _write_small_zip(path: Path, entries: list[tuple[str, bytes]], *, fsync: boo
         encoded = name.encode()
         crc = zlib.crc32(data)
         offset = len(out)
-        out += struct.pack(
-            "<4s5H3L2H",
-            b"PK\x03\x04",
-            20,
-            _UTF8_FLAG,
-            0,
-            0,
-            _DOS_DATE,
-            crc,
-            len(data),
-            len(data),
-            len(encoded),
-            0,
-        )
+        # Flags, method (stored), time, date, CRC, sizes and name length: the same in the
+        # local header and in the central directory entry.
+        shared = (_UTF8_FLAG, 0, 0, _DOS_DATE, crc, len(data), len(data), len(encoded))
+        out += struct.pack("<4s5H3L2H", b"PK\x03\x04", 20, *shared, 0)
         out += encoded
         out += data
         central += struct.pack(
@@ -164,14 +154,7 @@ def _write_small_zip(path: Path, entries: list[tuple[str, bytes]], *, fsync: boo
             b"PK\x01\x02",
             20,
             20,
-            _UTF8_FLAG,
-            0,
-            0,
-            _DOS_DATE,
-            crc,
-            len(data),
-            len(data),
-            len(encoded),
+            *shared,
             0,
             0,
             0,
