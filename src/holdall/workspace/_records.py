@@ -45,7 +45,6 @@ __all__ = [
     "parse_name",
     "parse_score",
     "parse_text",
-    "prediction_row",
     "prediction_values",
     "prepare_arrays",
     "prepare_one",
@@ -510,6 +509,10 @@ def _plain_signature(values: Sequence[object]) -> bool:
     return plain
 
 
+_INT_LOW = tuple((i, INT32_MIN if PREDICTION_FIELDS[i].optional else 0) for i in _AT["int"])
+"""Lower bound of each integer field: counts are >= 0, branch ids any 32-bit int."""
+
+
 def prediction_values(values: Sequence[Any]) -> list[Any]:
     """Check the values of one record, given in `PREDICTION_FIELDS` order.
 
@@ -534,21 +537,3 @@ def prediction_values(values: Sequence[Any]) -> list[Any]:
             checked[i] = dump_json(values[i], what=PREDICTION_FIELDS[i].name)
         return checked
     return [spec.parse(value) for spec, value in zip(PREDICTION_FIELDS, values, strict=True)]
-
-
-_INT_LOW = tuple((i, INT32_MIN if PREDICTION_FIELDS[i].optional else 0) for i in _AT["int"])
-"""Lower bound of each integer field: counts are >= 0, branch ids any 32-bit int."""
-
-
-def prediction_row(fields: Mapping[str, Any]) -> tuple[Any, ...]:
-    """Validate one prediction record (a dict of save_prediction's arguments) into a row.
-
-    Raises
-    ------
-    InvalidValueError
-        For a missing field, a wrong type, a NaN or infinite score.
-    InvalidKeyError
-        For a dataset name that is not a single path segment.
-    """
-    values = [spec.value_in(fields) for spec in PREDICTION_FIELDS]
-    return (new_id(), *prediction_values(values), utc_now_us())

@@ -280,11 +280,7 @@ class WorkspaceStore(Closing, WorkspaceReads):
             raise
 
     def _maybe_flush(self) -> None:
-        buffer = self._buffer
-        if (
-            len(buffer.predictions) + len(buffer.arrays) + len(buffer.logs) >= self._flush_every
-            or buffer.array_bytes >= _BUFFER_BYTES
-        ):
+        if len(self._buffer) >= self._flush_every or self._buffer.array_bytes >= _BUFFER_BYTES:
             self.flush()
 
     def _require(

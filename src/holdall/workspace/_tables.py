@@ -25,7 +25,6 @@ __all__ = [
     "count",
     "decode_array_table",
     "delete_pipeline_data",
-    "first_dict",
     "insert_buffer",
     "insert_new_predictions",
 ]
@@ -90,7 +89,7 @@ def insert_buffer(conn: duckdb.DuckDBPyConnection, pending: Buffer) -> None:
     if fresh:
         _insert(conn, "prediction_arrays", _records.arrays_table(fresh))
     if older:
-        insert_arrays(conn, older)
+        _replace_arrays(conn, older)
     if pending.logs:
         _insert(conn, "logs", rows_table(LOG_COLUMNS, pending.logs), _WITH_PARENT)
 
@@ -130,14 +129,6 @@ def rows_table(names: Sequence[str], rows: list[tuple[Any, ...]]) -> pa.Table:
     columns = dict(zip(names, zip(*rows, strict=True), strict=True))
     created_at = pa.array(columns.pop("created_at"), type=pa.int64()).cast(pa.timestamp("us"))
     return pa.table({**{n: pa.array(c) for n, c in columns.items()}, "created_at": created_at})
-
-
-def first_dict(cursor: duckdb.DuckDBPyConnection) -> dict[str, Any] | None:
-    """The first row of an executed statement as a dict (the result is consumed), or None."""
-    rows = cursor.fetchall()
-    if not rows:
-        return None
-    return dict(zip([d[0] for d in cursor.description or ()], rows[0], strict=True))
 
 
 def count(result: duckdb.DuckDBPyConnection) -> int:
@@ -224,7 +215,8 @@ def list_slices(column: pa.ChunkedArray) -> list[np.ndarray | None]:
     return out
 
 
-def insert_arrays(conn: duckdb.DuckDBPyConnection, batch: list[_records.PreparedArrays]) -> None:
+def _replace_arrays(conn: duckdb.DuckDBPyConnection, batch: list[_records.PreparedArrays]) -> None:
+    """Arrays saved again for committed predictions: replace theirs (if still there)."""
     table = _records.arrays_table(batch)
     conn.register("_holdall_arrays", table)
     try:
