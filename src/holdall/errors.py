@@ -23,6 +23,8 @@ __all__ = [
     "ReadOnlyStorageError",
     "SchemaError",
     "SchemaVersionError",
+    "StorageLockedError",
+    "UnsafePathError",
     "UnsupportedTypeError",
     "WorkspaceLockedError",
 ]
@@ -171,6 +173,32 @@ class WorkspaceLockedError(HoldallError, TimeoutError):
         super().__init__(message)
         self.path = path
         self.waited_s = waited_s
+
+
+class StorageLockedError(HoldallError, TimeoutError):
+    """Another process held a store's write lock for longer than the configured wait.
+
+    The storage counterpart of `WorkspaceLockedError`: two writers of one store never both
+    write; the second waits (bounded) and then gets this error, never a silent loss.
+    """
+
+    def __init__(
+        self, message: str, *, path: str | None = None, waited_s: float | None = None
+    ) -> None:
+        super().__init__(message)
+        self.path = path
+        self.waited_s = waited_s
+
+
+class UnsafePathError(HoldallError, PermissionError):
+    """A path inside a store is a symbolic link (or otherwise leads outside the store).
+
+    holdall never follows a link for a write, a delete or an archive entry; it refuses instead.
+    """
+
+    def __init__(self, message: str, *, path: str | None = None) -> None:
+        super().__init__(message)
+        self.path = path
 
 
 class CollectiveMismatchError(HoldallError, ValueError):

@@ -22,7 +22,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from holdall.errors import WorkspaceLockedError
+from holdall.errors import StorageLockedError, WorkspaceLockedError
 
 __all__ = ["InterProcessLock", "WaiterSignal", "pid_is_alive"]
 
@@ -63,9 +63,16 @@ class InterProcessLock:
     exclude each other exactly as two processes do.
     """
 
-    def __init__(self, path: Path, *, what: str) -> None:
+    def __init__(
+        self,
+        path: Path,
+        *,
+        what: str,
+        error: type[WorkspaceLockedError | StorageLockedError] = WorkspaceLockedError,
+    ) -> None:
         self.path = Path(path)
         self.what = what
+        self.error = error
         self._fd: int | None = None
         self._shared = False
 
@@ -79,7 +86,7 @@ class InterProcessLock:
 
         Raises
         ------
-        WorkspaceLockedError
+        WorkspaceLockedError or StorageLockedError (the class given as `error`)
             When the lock is still held by another holder after `timeout_s`; the message
             names the holder's pid and host and says whether it is still alive.
         """
@@ -97,7 +104,7 @@ class InterProcessLock:
                 waited = time.monotonic() - start
                 if waited >= timeout_s:
                     os.close(fd)
-                    raise WorkspaceLockedError(
+                    raise self.error(
                         f"{self.what}: could not take the {'read' if shared else 'write'} lock "
                         f"{self.path} within {timeout_s:g} s; {self.describe_owner()}. "
                         "Wait for that process to finish, or raise lock_timeout.",
