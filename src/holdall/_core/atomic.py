@@ -15,6 +15,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
+from holdall._core.owners import owner_tag
+
 __all__ = ["atomic_output", "atomic_write_bytes", "fsync_dir", "temporary_sibling"]
 
 
@@ -30,13 +32,20 @@ _FILE_MODE = 0o666 & ~_process_umask()
 the group and other users (a dashboard reading artifacts, a shared workspace)."""
 
 
-def temporary_sibling(target: Path) -> Path:
-    """Return an unused temporary path in the same folder as `target` (same filesystem).
+def temporary_sibling(target: Path, *, temp_dir: Path | None = None) -> Path:
+    """Return an unused temporary path on the same filesystem as `target`.
 
-    The file gets the mode a plain ``open()`` would give it, so that the file it becomes
-    does too.
+    By default the file sits beside `target` (``.<name>.<random>.tmp``). With `temp_dir` (a
+    store's own folder for temporary files, on the same filesystem) it is created there as
+    ``<owner tag>-<random>.tmp``: a short name whatever the length of `target`'s, which tells
+    the next process whose it was (`holdall._core.owners`). The file gets the mode a plain
+    ``open()`` would give it, so that the file it becomes does too.
     """
-    fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    if temp_dir is None:
+        fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    else:
+        temp_dir.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(prefix=f"{owner_tag()}-", suffix=".tmp", dir=temp_dir)
     try:
         os.fchmod(fd, _FILE_MODE)
     finally:
@@ -54,14 +63,16 @@ def fsync_dir(folder: Path) -> None:
 
 
 @contextlib.contextmanager
-def atomic_output(target: Path, *, fsync: bool = False) -> Iterator[BinaryIO]:
-    """Open a temporary file beside `target`; on success rename it over `target`.
+def atomic_output(
+    target: Path, *, fsync: bool = False, temp_dir: Path | None = None
+) -> Iterator[BinaryIO]:
+    """Open a temporary file (beside `target`, or in `temp_dir`); on success rename it over `target`.
 
     If the body raises, the temporary file is removed and `target` is untouched.
     """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = temporary_sibling(target)
+    tmp = temporary_sibling(target, temp_dir=temp_dir)
     try:
         with open(tmp, "wb") as handle:
             yield handle
@@ -78,8 +89,12 @@ def atomic_output(target: Path, *, fsync: bool = False) -> Iterator[BinaryIO]:
 
 
 def atomic_write_bytes(
-    target: Path, data: bytes | bytearray | memoryview, *, fsync: bool = False
+    target: Path,
+    data: bytes | bytearray | memoryview,
+    *,
+    fsync: bool = False,
+    temp_dir: Path | None = None,
 ) -> None:
     """Write `data` to `target` atomically (see `atomic_output`)."""
-    with atomic_output(target, fsync=fsync) as handle:
+    with atomic_output(target, fsync=fsync, temp_dir=temp_dir) as handle:
         handle.write(data)

@@ -8,9 +8,13 @@ before it can name a file.
 
 from __future__ import annotations
 
+import os
+from collections.abc import Callable, Sequence
+from functools import lru_cache
+
 from holdall.errors import InvalidKeyError
 
-__all__ = ["join_key", "parse_key", "validate_name"]
+__all__ = ["check_name_lengths", "join_key", "name_limits", "parse_key", "validate_name"]
 
 
 def parse_key(key: object, *, what: str = "key") -> tuple[str, ...]:
@@ -66,3 +70,67 @@ def validate_name(name: object, *, what: str = "name") -> str:
 def join_key(*segments: str) -> str:
     """Join already-validated segments with ``/``."""
     return "/".join(segments)
+
+
+#: Limits used where no filesystem is at hand (MemoryStorage): Linux's NAME_MAX and PATH_MAX.
+DEFAULT_NAME_MAX = 255
+DEFAULT_PATH_MAX = 4096
+
+
+@lru_cache(maxsize=64)
+def name_limits(folder: str) -> tuple[int, int]:
+    """(longest file name in bytes, longest path in bytes) on the filesystem of `folder`.
+
+    Read with ``pathconf`` from the nearest existing folder; Linux's 255 and 4096 when the
+    filesystem does not say.
+    """
+    probe = os.path.abspath(folder)
+    while not os.path.isdir(probe) and os.path.dirname(probe) != probe:
+        probe = os.path.dirname(probe)
+    try:
+        name_max = os.pathconf(probe, "PC_NAME_MAX")
+        path_max = os.pathconf(probe, "PC_PATH_MAX")
+    except (OSError, ValueError):
+        return DEFAULT_NAME_MAX, DEFAULT_PATH_MAX
+    return (name_max if name_max > 0 else DEFAULT_NAME_MAX), (
+        path_max if path_max > 0 else DEFAULT_PATH_MAX
+    )
+
+
+def check_name_lengths(
+    key: str,
+    parts: Sequence[str],
+    *,
+    root: str | None,
+    encode: Callable[[str], str] = lambda segment: segment,
+    last_suffix: str = "",
+    extra_path_bytes: int = 0,
+) -> None:
+    """Raise `InvalidKeyError` before anything is written if `key` cannot be a path under `root`.
+
+    Each segment, as the backend names it on disk (`encode`; the last one with `last_suffix`,
+    such as ``.json``), must fit the filesystem's longest file name, and the whole path, plus
+    `extra_path_bytes` for what the backend adds below it (chunk keys, staging folders), the
+    longest path. `root` None checks against Linux's limits (for in-memory stores, so that
+    what they accept can be copied to disk).
+    """
+    name_max, path_max = (
+        name_limits(root) if root is not None else (DEFAULT_NAME_MAX, DEFAULT_PATH_MAX)
+    )
+    total = len(os.path.abspath(root).encode()) if root is not None else 0
+    for index, segment in enumerate(parts):
+        name = encode(segment) + (last_suffix if index == len(parts) - 1 else "")
+        size = len(name.encode("utf-8", "surrogatepass"))
+        if size > name_max:
+            raise InvalidKeyError(
+                f"key {key!r}: segment {segment[:32]!r}... is {size} bytes as a file name, "
+                f"longer than the {name_max} bytes the filesystem allows; use a shorter name",
+                key=key,
+            )
+        total += size + 1
+    if total + extra_path_bytes > path_max:
+        raise InvalidKeyError(
+            f"key {key!r} would make a path of {total + extra_path_bytes} bytes, longer than "
+            f"the {path_max} bytes the system allows; use a shorter or less deeply nested key",
+            key=key,
+        )

@@ -81,9 +81,13 @@ class NodeInfo:
     codec: str = ""
     """Filters and compressor, for example ``delta>blosc(zstd:1,bitshuffle)``."""
     stored_bytes: int = 0
-    """Bytes of its chunks and metadata documents as stored."""
+    """Bytes of its chunks and metadata documents as stored (`chunk_bytes` + `document_bytes`)."""
     nbytes: int = 0
     """Bytes of the data uncompressed."""
+    chunk_bytes: int = 0
+    """Bytes of its chunks as stored (what the compression ratio compares with `nbytes`)."""
+    document_bytes: int = 0
+    """Bytes of its Zarr metadata documents."""
 
 
 @dataclass(slots=True)
@@ -528,12 +532,15 @@ class OptStorage(DataStorage):
             self._check_open()
             owned: dict[str, int] = {}
             for name, size in self._stored_file_sizes().items():
+                if name.rsplit("/", 1)[-1] in _DOC_NAMES:
+                    continue
                 owner = self._owner(name)
                 owned[owner] = owned.get(owner, 0) + size
             infos = []
             for path, node in sorted(self._nodes.items()):
                 if not path:
                     continue
+                documents = sum(len(d) for d in node.documents.values())
                 if node.node_type == "group":
                     kind = node.holdall.get("kind", "group")
                     infos.append(
@@ -541,7 +548,8 @@ class OptStorage(DataStorage):
                             path,
                             "group",
                             kind,
-                            stored_bytes=sum(len(d) for d in node.documents.values()),
+                            stored_bytes=documents,
+                            document_bytes=documents,
                         )
                     )
                     continue
@@ -552,7 +560,13 @@ class OptStorage(DataStorage):
                 if spec is None:
                     infos.append(
                         NodeInfo(
-                            path, "array", "array", codec="(zarr-python only)", stored_bytes=own
+                            path,
+                            "array",
+                            "array",
+                            codec="(zarr-python only)",
+                            stored_bytes=own + documents,
+                            chunk_bytes=own,
+                            document_bytes=documents,
                         )
                     )
                     continue
@@ -566,8 +580,10 @@ class OptStorage(DataStorage):
                         shape=spec.shape,
                         dtype=str(np.dtype(dtype)) if dtype != "str" else "str",
                         codec=_codec_label(spec),
-                        stored_bytes=own,
+                        stored_bytes=own + documents,
                         nbytes=int(np.prod(spec.shape)) * itemsize,
+                        chunk_bytes=own,
+                        document_bytes=documents,
                     )
                 )
             return infos
