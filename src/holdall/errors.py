@@ -20,10 +20,12 @@ __all__ = [
     "InvalidKeyError",
     "InvalidValueError",
     "KeyNotFoundError",
+    "NotAStoreError",
     "ReadOnlyStorageError",
     "SchemaError",
     "SchemaVersionError",
     "StorageLockedError",
+    "StoreNotFoundError",
     "UnsafePathError",
     "UnsupportedTypeError",
     "WorkspaceLockedError",
@@ -173,6 +175,26 @@ class WorkspaceLockedError(HoldallError, TimeoutError):
         super().__init__(message)
         self.path = path
         self.waited_s = waited_s
+
+
+class StoreNotFoundError(HoldallError, FileNotFoundError):
+    """A store opened for reading (mode ``"r"`` or ``"r+"``) is not there."""
+
+    def __init__(self, message: str, *, path: str | None = None) -> None:
+        super().__init__(message)
+        self.path = path
+
+
+class NotAStoreError(HoldallError, ValueError):
+    """A path holds something that is not a store of the kind asked for (files of another tool).
+
+    holdall refuses to open it rather than write into, pack or delete what it did not write.
+    """
+
+    def __init__(self, message: str, *, path: str | None = None, found: object = None) -> None:
+        super().__init__(message)
+        self.path = path
+        self.found = found
 
 
 class StorageLockedError(HoldallError, TimeoutError):

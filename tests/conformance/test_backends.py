@@ -80,8 +80,9 @@ class _ZarrDirectory(_Tracked):
         )  # type: ignore[arg-type]
 
     def reopen(self, store: DataStorage) -> DataStorage:
+        """Close the writer (one writer at a time holds a store's lock) and open it again."""
         assert isinstance(store, OptStorage)
-        store.flush()
+        store.close()
         return self._keep(OptStorage(self.store_path(), storage_options=self.options() or None))
 
     def read_raw(self, store: DataStorage, key: str) -> Any:

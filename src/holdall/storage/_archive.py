@@ -20,9 +20,9 @@ from typing import BinaryIO
 
 from holdall._core.atomic import temporary_sibling
 from holdall._core.locations import Location
-from holdall.errors import CorruptedFileError
+from holdall.errors import CorruptedFileError, UnsafePathError
 
-__all__ = ["ArchiveReader", "write_archive"]
+__all__ = ["ArchiveReader", "EntryContent", "write_archive"]
 
 _COPY_BLOCK = 8 * 1024 * 1024
 
@@ -74,46 +74,38 @@ class ArchiveReader:
             self._handle = None
 
 
-def write_archive(
-    target: Location, entries: Iterable[tuple[str, bytes | Iterator[bytes]]], *, fsync: bool = False
-) -> int:
-    """Write `entries` (name, bytes or an iterator of byte blocks) as a stored zip at `target`.
+#: What an archive entry holds: bytes in memory, or a local file streamed from disk.
+EntryContent = bytes | Path
 
-    The zip is built in a temporary file (beside the target when it is local, so the final
-    rename stays on one filesystem) and moved into place only when complete. Returns its size.
+
+def write_archive(
+    target: Location,
+    entries: Iterable[tuple[str, EntryContent]],
+    *,
+    fsync: bool = False,
+    temp_dir: Path | None = None,
+) -> int:
+    """Write `entries` (name, bytes or a local file) as a stored zip at `target`; its size.
+
+    The zip is built in a temporary file (for a local target in `temp_dir`, or beside it, so
+    the final rename stays on one filesystem; the name carries its owner, so the next writer
+    can remove what a killed one left) and moved into place only when complete. Files are
+    streamed one block at a time, never followed through a symbolic link, so memory stays
+    bounded by a block whatever the archive's size.
     """
     if target.is_local:
-        tmp = temporary_sibling(Path(target.url))
+        tmp = temporary_sibling(Path(target.url), temp_dir=temp_dir)
     else:
         fd, name = tempfile.mkstemp(prefix="holdall-archive-", suffix=".zip")
         os.close(fd)
         tmp = Path(name)
     try:
-        materialized = list(entries)
-        in_memory = [
-            (name, content) for name, content in materialized if isinstance(content, bytes)
-        ]
-        small = (
-            len(in_memory) == len(materialized)
-            and sum(len(content) for _, content in in_memory) < _SMALL_ARCHIVE_LIMIT
-            and len(in_memory) < 0xFFFF
-        )
-        if small:
-            _write_small_zip(tmp, in_memory, fsync=fsync)
-            size = tmp.stat().st_size
-            target.put_file(tmp, fsync=fsync)
-            return size
-        with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as archive:
-            for name, content in materialized:
-                if isinstance(content, bytes | bytearray | memoryview):
-                    archive.writestr(_entry(name), content)
-                else:
-                    with archive.open(_entry(name), "w", force_zip64=True) as stream:
-                        for block in content:
-                            stream.write(block)
-            if fsync:
-                archive.fp.flush()  # type: ignore[union-attr]
-                os.fsync(archive.fp.fileno())  # type: ignore[union-attr]
+        listed = list(entries)
+        total = sum(len(c) if isinstance(c, bytes) else _file_size(c) for _, c in listed)
+        if total < _SMALL_ARCHIVE_LIMIT and len(listed) < 0xFFFF:
+            _write_plain_zip(tmp, listed, fsync=fsync)
+        else:
+            _write_zip64(tmp, listed, fsync=fsync)
         size = tmp.stat().st_size
         target.put_file(tmp, fsync=fsync)
         return size
@@ -123,53 +115,81 @@ def write_archive(
         raise
 
 
-#: Archives below this size whose entries are all in memory are written by `_write_small_zip`.
+def _file_size(path: Path) -> int:
+    stat = os.lstat(path)
+    if not os.path.isfile(path) or os.path.islink(path):
+        raise UnsafePathError(
+            f"{path} is not a regular file (a symbolic link?); holdall never packs through a link",
+            path=str(path),
+        )
+    return stat.st_size
+
+
+def _read_entry(path: Path) -> Iterator[bytes]:
+    """The blocks of a local file, opened without following a final symbolic link."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError as err:
+        raise UnsafePathError(
+            f"{path} cannot be packed without following a symbolic link: {err}", path=str(path)
+        ) from err
+    with os.fdopen(fd, "rb") as handle:
+        while block := handle.read(_COPY_BLOCK):
+            yield block
+
+
+def _write_zip64(path: Path, entries: list[tuple[str, EntryContent]], *, fsync: bool) -> None:
+    """Large archives (over 2 GiB or 65,535 entries): zipfile with Zip64 records."""
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as archive:
+        for name, content in entries:
+            if isinstance(content, bytes):
+                archive.writestr(_entry(name), content)
+            else:
+                with archive.open(_entry(name), "w", force_zip64=True) as stream:
+                    for block in _read_entry(content):
+                        stream.write(block)
+        if fsync:
+            archive.fp.flush()  # type: ignore[union-attr]
+            os.fsync(archive.fp.fileno())  # type: ignore[union-attr]
+
+
+#: Archives below this size and entry count are written by `_write_plain_zip`.
 _SMALL_ARCHIVE_LIMIT = 1 << 31
 _DOS_DATE = (0 << 9) | (1 << 5) | 1  # 1980-01-01, the same fixed date as `_entry`
 _UTF8_FLAG = 0x800
 
 
-def _write_small_zip(path: Path, entries: list[tuple[str, bytes]], *, fsync: bool) -> None:
-    """Write a stored (uncompressed) zip of in-memory entries in one pass.
+def _write_plain_zip(path: Path, entries: list[tuple[str, EntryContent]], *, fsync: bool) -> None:
+    """Write a stored (uncompressed) zip in one pass, without Zip64 records.
 
     zipfile spends tens of microseconds per entry on bookkeeping, which dominates archives of
     many tiny chunks; this writes the same standard records (local headers, central
-    directory, end record) directly. Only for archives under 2 GiB and 65,535 entries, which
-    need no Zip64 records.
+    directory, end record) directly. Only for archives under 2 GiB and 65,535 entries.
     """
-    out = bytearray()
     central = bytearray()
-    for name, data in entries:
-        encoded = name.encode()
-        crc = zlib.crc32(data)
-        offset = len(out)
-        # Flags, method (stored), time, date, CRC, sizes and name length: the same in the
-        # local header and in the central directory entry.
-        shared = (_UTF8_FLAG, 0, 0, _DOS_DATE, crc, len(data), len(data), len(encoded))
-        out += struct.pack("<4s5H3L2H", b"PK\x03\x04", 20, *shared, 0)
-        out += encoded
-        out += data
-        central += struct.pack(
-            "<4s6H3L5H2L",
-            b"PK\x01\x02",
-            20,
-            20,
-            *shared,
-            0,
-            0,
-            0,
-            0,
-            0o644 << 16,
-            offset,
-        )
-        central += encoded
-    end = struct.pack(
-        "<4s4H2LH", b"PK\x05\x06", 0, 0, len(entries), len(entries), len(central), len(out), 0
-    )
+    offset = 0
     with open(path, "wb") as handle:
-        handle.write(out)
+        for name, content in entries:
+            data = content if isinstance(content, bytes) else b"".join(_read_entry(content))
+            encoded = name.encode()
+            crc = zlib.crc32(data)
+            # Flags, method (stored), time, date, CRC, sizes and name length: the same in the
+            # local header and in the central directory entry.
+            shared = (_UTF8_FLAG, 0, 0, _DOS_DATE, crc, len(data), len(data), len(encoded))
+            header = struct.pack("<4s5H3L2H", b"PK\x03\x04", 20, *shared, 0) + encoded
+            handle.write(header)
+            handle.write(data)
+            central += struct.pack(
+                "<4s6H3L5H2L", b"PK\x01\x02", 20, 20, *shared, 0, 0, 0, 0, 0o644 << 16, offset
+            )
+            central += encoded
+            offset += len(header) + len(data)
         handle.write(central)
-        handle.write(end)
+        handle.write(
+            struct.pack(
+                "<4s4H2LH", b"PK\x05\x06", 0, 0, len(entries), len(entries), len(central), offset, 0
+            )
+        )
         if fsync:
             handle.flush()
             os.fsync(handle.fileno())
@@ -180,10 +200,3 @@ def _entry(name: str) -> zipfile.ZipInfo:
     info.compress_type = zipfile.ZIP_STORED
     info.external_attr = 0o644 << 16
     return info
-
-
-def read_blocks(location: Location) -> Iterator[bytes]:
-    """The content of `location` in blocks of 8 MiB (bounded memory for large chunks)."""
-    with location.open_read() as handle:
-        while block := handle.read(_COPY_BLOCK):
-            yield block

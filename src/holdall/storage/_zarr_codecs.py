@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import struct
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -22,11 +23,12 @@ from functools import lru_cache
 from itertools import product
 from typing import Any, Literal
 
+import google_crc32c
 import numcodecs
 import numpy as np
 from numcodecs.abc import Codec
 
-from holdall.errors import CorruptedFileError
+from holdall.errors import CorruptedFileError, IntegrityError
 
 __all__ = [
     "ArraySpec",
@@ -39,9 +41,16 @@ __all__ = [
 ]
 
 ZarrFormat = Literal[2, 3]
-#: Codec presets: "default" (chosen by measurement, see docs/benchmarks.md), "zstd12" (the
-#: seeds' configuration: Zstd level 12, delta filter on integers) and "none".
+#: Codec presets: "default" (chosen per array by measurement, see `choose_compressor` and
+#: docs/benchmarks.md), "zstd12" (the seeds' compressor, Zstd level 12; their delta filter on
+#: integers, outside the Zarr v3 core spec, is the separate `delta` opt-in) and "none".
 Compression = Literal["default", "zstd12", "none"]
+#: Arrays up to this many bytes get the fast fixed default codec without sampling.
+SMALL_ARRAY_BYTES = 1024 * 1024
+#: Bytes of the first chunk compressed by each candidate codec when choosing one.
+_SAMPLE_BYTES = 1024 * 1024
+#: A candidate within this fraction of the best sampled ratio counts as good as the best.
+_RATIO_TOLERANCE = 0.03
 
 _V3_TYPES = {
     "b": {1: "bool"},
@@ -90,6 +99,8 @@ class ArraySpec:
     """Memory order of chunks (format 2 only)."""
     fill_value: Any = 0
     """Value of chunks that were never written."""
+    checksum: bool = False
+    """Each chunk ends with the CRC-32C of its bytes (the Zarr v3 core ``crc32c`` codec)."""
 
     @property
     def is_string(self) -> bool:
@@ -134,14 +145,33 @@ class ArraySpec:
             for codec in self.filters:
                 values = codec.encode(values)
             raw = np.ascontiguousarray(values, dtype=self.dtype)
-        if self.compressor is None:
-            return bytes(raw.data)
-        return bytes(self.compressor.encode(raw))
+        encoded = bytes(raw.data) if self.compressor is None else bytes(self.compressor.encode(raw))
+        if self.checksum:
+            encoded += struct.pack("<I", google_crc32c.value(encoded))
+        return encoded
+
+    def chunk_nbytes(self) -> int:
+        """Uncompressed bytes of one full chunk (0 for strings, whose size varies)."""
+        return 0 if self.is_string else math.prod(self.chunks) * self.dtype.itemsize
 
     def decode_chunk(self, data: bytes, *, path: str) -> np.ndarray[Any, Any]:
-        """The full chunk array stored in `data` (`CorruptedFileError` when it cannot be)."""
+        """The full chunk array stored in `data`.
+
+        The checksum is verified and the compressed frame's header checked against the chunk's
+        expected size before any C decoder sees the bytes, so a truncated or damaged chunk is
+        an error (`IntegrityError`, `CorruptedFileError`) naming it, never a crash or wrong data.
+        """
+        if self.checksum:
+            data = verify_crc32c(data, path=path)
+        if isinstance(self.compressor, numcodecs.Blosc):
+            check_blosc_header(data, expected=self.chunk_nbytes(), path=path)
         try:
             raw = self.compressor.decode(data) if self.compressor is not None else data
+            if not self.is_string and len(memoryview(raw).cast("B")) != self.chunk_nbytes():
+                raise ValueError(
+                    f"it holds {len(memoryview(raw).cast('B'))} bytes, "
+                    f"expected {self.chunk_nbytes()}"
+                )
             if self.is_string:
                 flat = _VLEN_UTF8.decode(raw)
                 return np.asarray(flat, dtype=object).reshape(self.chunks, order=self.order)
@@ -155,6 +185,46 @@ class ArraySpec:
 
 
 _VLEN_UTF8 = numcodecs.VLenUTF8()
+
+
+def verify_crc32c(data: bytes, *, path: str) -> bytes:
+    """`data` without its trailing CRC-32C, or `IntegrityError` when the checksum differs."""
+    if len(data) < 4:
+        raise IntegrityError(
+            f"chunk {path} is truncated: {len(data)} bytes, too short to hold its checksum",
+            path=path,
+        )
+    body = bytes(data[:-4])
+    stored = struct.unpack("<I", data[-4:])[0]
+    actual = google_crc32c.value(body)
+    if stored != actual:
+        raise IntegrityError(
+            f"chunk {path} is damaged: its CRC-32C is {actual:08x}, the stored one {stored:08x}",
+            path=path,
+            expected=stored,
+            got=actual,
+        )
+    return body
+
+
+def check_blosc_header(data: bytes, *, expected: int, path: str) -> None:
+    """Refuse a Blosc frame whose header disagrees with its length or the chunk's size.
+
+    The header records the uncompressed size (bytes 4-8) and the frame's own size (12-16);
+    c-blosc trusts them, so a truncated frame handed to it can read past its end.
+    """
+    if len(data) < 16:
+        raise CorruptedFileError(
+            f"chunk {path} is truncated: {len(data)} bytes, shorter than a Blosc header",
+            path=path,
+        )
+    nbytes, _blocksize, cbytes = struct.unpack_from("<III", data, 4)
+    if cbytes != len(data) or (expected and nbytes != expected):
+        raise CorruptedFileError(
+            f"chunk {path} is damaged or truncated: its Blosc header says {cbytes} bytes "
+            f"holding {nbytes}, the file has {len(data)} bytes for a chunk of {expected}",
+            path=path,
+        )
 
 
 def choose_chunks(shape: tuple[int, ...], itemsize: int, target_bytes: int) -> tuple[int, ...]:
@@ -174,23 +244,70 @@ def choose_chunks(shape: tuple[int, ...], itemsize: int, target_bytes: int) -> t
     return tuple(chunks)
 
 
+def _fast_codec(dtype: np.dtype[Any]) -> Codec:
+    """The fixed default for small arrays: Blosc-LZ4, bit shuffle for integers and bools."""
+    shuffle = numcodecs.Blosc.BITSHUFFLE if dtype.kind in "biu" else numcodecs.Blosc.SHUFFLE
+    return numcodecs.Blosc(cname="lz4", clevel=5, shuffle=shuffle)
+
+
+def _candidates(dtype: np.dtype[Any]) -> list[Codec]:
+    """Codecs tried on large arrays, fastest first (measured: docs/benchmarks.md)."""
+    shuffle = numcodecs.Blosc.BITSHUFFLE if dtype.kind in "biu" else numcodecs.Blosc.SHUFFLE
+    return [
+        _fast_codec(dtype),
+        numcodecs.Blosc(cname="zstd", clevel=1, shuffle=shuffle),
+        numcodecs.Zstd(level=3),
+    ]
+
+
+def choose_compressor(sample: np.ndarray[Any, Any]) -> Codec:
+    """The fastest candidate whose ratio on `sample` is within 3% of the best candidate's.
+
+    Blosc's shuffle and small blocks win on noisy floats and index-like integers, while data
+    that repeats at long range (CAD surface grids) is compressed well only by plain Zstd's
+    window: no single codec is best everywhere, so large arrays are sampled. The choice is
+    deterministic (ratios, not timings, decide; the order of the candidates encodes speed).
+    """
+    raw = np.ascontiguousarray(sample).reshape(-1).view(np.uint8)[:_SAMPLE_BYTES]
+    candidates = _candidates(sample.dtype)
+    ratios = [raw.nbytes / max(len(codec.encode(raw)), 1) for codec in candidates]
+    best = max(ratios)
+    for codec, ratio in zip(candidates, ratios, strict=True):
+        if ratio >= best * (1 - _RATIO_TOLERANCE):
+            return codec
+    return candidates[-1]
+
+
 def preset_codecs(
-    dtype: np.dtype[Any], compression: Compression
+    array: np.ndarray[Any, Any],
+    dtype: np.dtype[Any],
+    compression: Compression,
+    *,
+    delta: bool,
+    first_chunk: tuple[slice, ...],
 ) -> tuple[tuple[Codec, ...], Codec | None]:
-    """(filters, compressor) of a compression preset for arrays of `dtype`."""
+    """(filters, compressor) for `array` under a preset.
+
+    `delta` adds numcodecs' delta filter to integer arrays (outside the Zarr v3 core spec:
+    zarr-python warns on open and tensorstore cannot decode it); with "zstd12" it completes the
+    seeds' configuration.
+    """
     if compression == "none":
         return (), None
-    kind = dtype.kind
-    is_int = kind in "iu"
-    delta: tuple[Codec, ...] = (
-        (numcodecs.Delta(dtype=dtype.newbyteorder("=").str),) if is_int else ()
+    is_int = dtype.kind in "iu"
+    filters: tuple[Codec, ...] = (
+        (numcodecs.Delta(dtype=dtype.newbyteorder("=").str),) if is_int and delta else ()
     )
     if compression == "zstd12":
-        return delta, numcodecs.Zstd(level=12)
-    if kind in "OSU":
+        return filters, numcodecs.Zstd(level=12)
+    if dtype.kind in "OSU":
         return (), numcodecs.Zstd(level=3)
-    shuffle = numcodecs.Blosc.BITSHUFFLE if is_int or kind == "b" else numcodecs.Blosc.SHUFFLE
-    return delta, numcodecs.Blosc(cname="zstd", clevel=1, shuffle=shuffle)
+    if array.nbytes <= SMALL_ARRAY_BYTES:
+        return filters, _fast_codec(dtype)
+    sample = np.asarray(array[first_chunk])
+    for codec in filters:
+        sample = np.asarray(codec.encode(np.ascontiguousarray(sample)))
+    return filters, choose_compressor(sample)
 
 
 def _fill_json(value: Any, dtype: np.dtype[Any]) -> Any:
@@ -222,10 +339,7 @@ def _codec_v3(codec: Codec, dtype: np.dtype[Any]) -> dict[str, Any]:
     if name == "zstd":
         return {
             "name": "zstd",
-            "configuration": {
-                "level": config["level"],
-                "checksum": bool(config.get("checksum", False)),
-            },
+            "configuration": {"level": config["level"], "checksum": False},
         }
     if name == "delta":
         return {
@@ -258,6 +372,8 @@ def array_documents(
             codecs.append({"name": "bytes"})
         if spec.compressor is not None:
             codecs.append(_codec_v3(spec.compressor, spec.dtype))
+        if spec.checksum:
+            codecs.append({"name": "crc32c"})
         document: dict[str, Any] = {
             "zarr_format": 3,
             "node_type": "array",
@@ -288,10 +404,20 @@ def array_documents(
         "order": "C",
         "filters": filters or None,
         "dimension_separator": spec.separator,
-        "compressor": spec.compressor.get_config() if spec.compressor is not None else None,
+        "compressor": _codec_v2(spec.compressor),
     }
     zattrs = {**attributes, "_ARRAY_DIMENSIONS": dimension_names}
     return {".zarray": _dumps(zarray), ".zattrs": _dumps(zattrs)}
+
+
+def _codec_v2(codec: Codec | None) -> dict[str, Any] | None:
+    """A v2 compressor document as zarr-python writes it (Zstd without a ``checksum`` member)."""
+    if codec is None:
+        return None
+    config = dict(codec.get_config())
+    if config["id"] == "zstd":
+        config.pop("checksum", None)
+    return config
 
 
 def group_documents(attributes: dict[str, Any], zarr_format: ZarrFormat) -> dict[str, bytes]:
@@ -316,15 +442,21 @@ def new_spec(
     zarr_format: ZarrFormat,
     compression: Compression,
     chunk_bytes: int,
+    delta: bool = False,
+    checksum: bool = True,
 ) -> ArraySpec:
-    """The layout holdall writes for `array`."""
+    """The layout holdall writes for `array` (checksums on v3 chunks unless `checksum` is off)."""
     dtype = np.dtype(object) if array.dtype.kind in "UO" else array.dtype
     itemsize = max(array.dtype.itemsize, 1) if dtype.kind != "O" else 16
-    filters, compressor = preset_codecs(dtype, compression)
+    chunks = choose_chunks(array.shape, itemsize, chunk_bytes)
+    first_chunk = tuple(slice(0, c) for c in chunks)
+    filters, compressor = preset_codecs(
+        array, dtype, compression, delta=delta, first_chunk=first_chunk
+    )
     return ArraySpec(
         shape=array.shape,
         dtype=dtype,
-        chunks=choose_chunks(array.shape, itemsize, chunk_bytes),
+        chunks=chunks,
         filters=filters,
         compressor=compressor,
         zarr_format=zarr_format,
@@ -332,6 +464,7 @@ def new_spec(
         fill_value=""
         if dtype.kind == "O"
         else (b"" if dtype.kind == "S" else np.zeros((), dtype)[()]),
+        checksum=checksum and zarr_format == 3,
     )
 
 
@@ -439,9 +572,16 @@ def _parse_v3(doc: dict[str, Any]) -> ArraySpec | None:
     compressor: Codec | None = None
     endian = "<"
     serializer = None
+    checksum = False
     for config in doc["codecs"]:
         name = config["name"]
-        if name == "bytes":
+        if checksum:
+            return None  # a codec after the checksum: not a layout holdall decodes itself
+        if name == "crc32c":
+            if serializer is None:
+                return None
+            checksum = True
+        elif name == "bytes":
             serializer = "bytes"
             endian = ">" if config.get("configuration", {}).get("endian") == "big" else "<"
         elif name == "vlen-utf8":
@@ -485,6 +625,7 @@ def _parse_v3(doc: dict[str, Any]) -> ArraySpec | None:
         separator=separator,
         v2_keys=encoding["name"] == "v2",
         fill_value=fill,
+        checksum=checksum,
     )
 
 

@@ -2,45 +2,56 @@
 
 Life of a store::
 
-    OptStorage("part_001.zarr")     a directory store, writable
+    OptStorage("part_001.zarr")     a writer: it locks the folder part_001.zarr
       save_data / save_metadata     small arrays are encoded and kept in memory, large ones
-                                    stream chunk by chunk into the directory
+                                    stream chunk by chunk into the private staging area
+      flush()                       commits everything to the folder, crash-safely
       compress_store()              packs everything into part_001.zarr.data (atomic)
-      close()                       writes companions (stream_cache/, files_summary/) and
-                                    removes the directory once the archive holds everything
-    OptStorage("part_001.zarr")     archive exists, directory does not: read-only
+      close()                       commits or re-packs what is left, writes the companions
+                                    (files_summary/, stream_cache/) and, after a compress,
+                                    removes the files it wrote in the folder
+    OptStorage("part_001.zarr")     the archive exists, the folder does not: read-only (seed)
 
+Both the folder and the archive carry a generation number (in the root group's attributes),
+raised by every commit and every pack, so after a crash the newest complete state wins.
 Arrays are encoded directly with numcodecs into standard Zarr documents and chunks
-(`holdall.storage._zarr_codecs`), so a small store costs a few milliseconds instead of
-zarr-python's ~5 ms per array. The root ``zarr.json`` carries consolidated metadata, so
-opening an archive reads one document. `flush` makes everything durable in the directory;
-`close` calls it when no archive was made.
+(`holdall.storage._zarr_codecs`), each chunk with a CRC-32C; the root ``zarr.json`` carries
+consolidated metadata, so opening an archive reads one document.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import shutil
+import tempfile
 import warnings
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import Any, Literal
 
 import numpy as np
 
+from holdall._core.closing import close_at_exit, close_quietly, forget_at_exit
+from holdall._core.keys import check_name_lengths
 from holdall._core.locations import parse_location
+from holdall._core.owners import owner_tag
 from holdall._core.values import Group, Leaf, Node, decode_node
 from holdall.errors import (
+    ArchiveExistsError,
     CorruptedFileError,
     HoldallWarning,
     InvalidKeyError,
     InvalidValueError,
+    NotAStoreError,
+    StoreNotFoundError,
     UnsupportedTypeError,
 )
-from holdall.storage._archive import ArchiveReader, read_blocks, write_archive
+from holdall.storage._archive import ArchiveReader, EntryContent, write_archive
+from holdall.storage._workdir import CONTROL, ROOT_STAGE, WorkingDirectory, safe_parent
 from holdall.storage._zarr_codecs import (
     DEFAULT_CHUNK_BYTES,
-    ArraySpec,
     Compression,
     ZarrFormat,
     array_documents,
@@ -48,103 +59,76 @@ from holdall.storage._zarr_codecs import (
     encode_array,
     group_documents,
     new_spec,
-    parse_array_document,
+)
+from holdall.storage._zarr_nodes import (
+    DOC_NAMES,
+    NodeInfo,
+    Source,
+    ZarrNode,
+    describe,
+    generation_of,
+    join,
+    load_index,
+    parse_json,
+    root_documents,
 )
 from holdall.storage.base import DataStorage, LeafSizes, NodeKind
 
-__all__ = ["OptStorage"]
+__all__ = ["Mode", "NodeInfo", "OptStorage"]
 
+#: How to open a store, as zarr and h5py users know it (see `OptStorage`).
+Mode = Literal["r", "r+", "a", "w", "w-"]
 METADATA_FILE = "metadata.json"
 #: Names a key segment may not take: they are Zarr's or holdall's own files.
-_RESERVED = frozenset({"zarr.json", ".zarray", ".zgroup", ".zattrs", ".zmetadata", METADATA_FILE})
-_DOC_NAMES = ("zarr.json", ".zarray", ".zgroup", ".zattrs")
-#: Arrays up to this many bytes are buffered in memory until flush/compress (one chunk each).
+_RESERVED = frozenset(
+    {"zarr.json", ".zarray", ".zgroup", ".zattrs", ".zmetadata", METADATA_FILE, CONTROL}
+)
+#: Arrays up to this many bytes are buffered in memory until a commit (one chunk each).
 _BUFFER_ARRAY_BYTES = 1024 * 1024
-#: Total buffered bytes before the buffer is flushed to the directory.
+#: Total buffered bytes before the buffer is moved to the staging area.
 _BUFFER_LIMIT = 64 * 1024 * 1024
-
-
-@dataclass(frozen=True, slots=True)
-class NodeInfo:
-    """What `OptStorage.inspect` reports about one array or group."""
-
-    path: str
-    """Key of the node."""
-    node_type: str
-    """``"array"`` or ``"group"``."""
-    kind: str
-    """holdall value kind (``array``, ``int``, ``list``...) or ``group``."""
-    shape: tuple[int, ...] | None = None
-    """Array shape."""
-    dtype: str | None = None
-    """Array dtype."""
-    codec: str = ""
-    """Filters and compressor, for example ``delta>blosc(zstd:1,bitshuffle)``."""
-    stored_bytes: int = 0
-    """Bytes of its chunks and metadata documents as stored (`chunk_bytes` + `document_bytes`)."""
-    nbytes: int = 0
-    """Bytes of the data uncompressed."""
-    chunk_bytes: int = 0
-    """Bytes of its chunks as stored (what the compression ratio compares with `nbytes`)."""
-    document_bytes: int = 0
-    """Bytes of its Zarr metadata documents."""
-
-
-@dataclass(slots=True)
-class _Node:
-    """One group or array of the hierarchy, with its metadata documents."""
-
-    node_type: str
-    """``"group"`` or ``"array"``."""
-    documents: dict[str, bytes]
-    """Serialized metadata files by name (``zarr.json`` or ``.zarray``/``.zattrs``/``.zgroup``)."""
-    attributes: dict[str, Any] = field(default_factory=dict)
-    """Node attributes; holdall's own live under ``"holdall"``."""
-    spec: ArraySpec | None = None
-    """The array layout, parsed on first read."""
-    parsed_documents: dict[str, Any] | None = None
-    """`documents` parsed, filled on first use (or at creation)."""
-
-    @property
-    def holdall(self) -> dict[str, Any]:
-        """holdall's attributes (value kind, original dtype)."""
-        value = self.attributes.get("holdall", {})
-        return value if isinstance(value, dict) else {}
-
-    def parsed(self) -> dict[str, Any]:
-        """The parsed metadata documents (parsed once, then kept)."""
-        if self.parsed_documents is None:
-            self.parsed_documents = {
-                name: json.loads(data) for name, data in self.documents.items()
-            }
-        return self.parsed_documents
-
-
-def _join(path: str, name: str) -> str:
-    return f"{path}/{name}" if path else name
+#: Bytes a path gains below a key (staging folder, chunk keys), checked with the key.
+_PATH_MARGIN = len(f"/{CONTROL}/stage/") + 64
 
 
 class OptStorage(DataStorage):
-    """Zarr storage in a directory while writing, packed into one archive by `compress_store`.
+    """Zarr storage in a folder while writing, packed into one archive by `compress_store`.
 
     Parameters
     ----------
     store_path
-        The Zarr directory: a local path or an fsspec URL (``s3://bucket/prefix/part.zarr``).
+        The Zarr folder: a local path or an fsspec URL (``s3://bucket/prefix/part.zarr``).
     compress_extension
         Suffix of the archive written next to it (``part.zarr.data``).
+    mode
+        ``"a"`` (default, the seed's behaviour): open the folder to write, or create it; an
+        archive without a folder opens read-only. ``"r"``: read only, the store must exist.
+        ``"r+"``: write an existing store, an archive included (it is re-packed on close).
+        ``"w"``: create, replacing a store or archive holdall wrote at this path. ``"w-"``:
+        create, failing if anything is there.
     zarr_format
-        3 (default) or 2, for new stores; an existing store keeps its format.
+        3 or 2 for a new store (default 3). An existing store keeps its format; asking for
+        the other one raises `InvalidValueError`.
     compression
-        ``"default"`` (Blosc-Zstd with shuffle, delta on integers: chosen by measurement, see
-        docs/benchmarks.md), ``"zstd12"`` (the seeds' Zstd level 12) or ``"none"``.
+        ``"default"`` (Blosc-LZ4 for small arrays; for large ones the fastest of Blosc-LZ4,
+        Blosc-Zstd and Zstd within 3% of the best ratio on the first chunk: docs/benchmarks.md),
+        ``"zstd12"`` (the seeds' Zstd level 12; add ``delta=True`` for their whole
+        configuration) or ``"none"``.
     chunk_bytes
         Target uncompressed size of a chunk.
     allow_nan
         Keep NaN in float arrays instead of raising `InvalidValueError`.
+    delta
+        Put numcodecs' delta filter before the compressor of integer arrays. Outside the Zarr
+        v3 core spec: zarr-python warns when it opens such arrays and tensorstore cannot.
+    checksum
+        End every v3 chunk with a CRC-32C (the core ``crc32c`` codec), verified on read.
     fsync
         Flush files to stable storage before renaming them (power-loss durability; atomic
         replace is always on).
+    lock_timeout
+        Seconds to wait for another process writing the same store before
+        `StorageLockedError`.
     storage_options
         fsspec options for remote URLs (credentials, ``client_kwargs={"endpoint_url": ...}``).
     """
@@ -154,160 +138,355 @@ class OptStorage(DataStorage):
         store_path: str | os.PathLike[str],
         compress_extension: str = ".data",
         *,
-        zarr_format: ZarrFormat = 3,
+        mode: Mode = "a",
+        zarr_format: ZarrFormat | None = None,
         compression: Compression = "default",
         chunk_bytes: int = DEFAULT_CHUNK_BYTES,
         allow_nan: bool = False,
+        delta: bool = False,
+        checksum: bool = True,
         fsync: bool = False,
+        lock_timeout: float = 30.0,
         storage_options: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__()
-        if zarr_format not in (2, 3):
-            raise InvalidValueError(
-                f"zarr_format must be 2 or 3, got {zarr_format!r}", expected=(2, 3), got=zarr_format
-            )
-        if compression not in ("default", "zstd12", "none"):
-            raise InvalidValueError(
-                f"compression must be 'default', 'zstd12' or 'none', got {compression!r}",
-                got=compression,
-            )
-        if not isinstance(chunk_bytes, int) or chunk_bytes < 1:
-            raise InvalidValueError(
-                f"chunk_bytes must be a positive int, got {chunk_bytes!r}", got=chunk_bytes
-            )
+        _check_options(mode, zarr_format, compression, chunk_bytes)
         self.rejects_nan = not allow_nan
+        self._mode: Mode = mode
         self._location = parse_location(store_path, storage_options=storage_options)
         self._archive_location = self._location.sibling(self._location.name + compress_extension)
         self._compression: Compression = compression
         self._chunk_target = chunk_bytes
+        self._delta = delta
+        self._checksum = checksum
         self._fsync = fsync
-        self._zarr_format: ZarrFormat = zarr_format
-        self._nodes: dict[str, _Node] = {}
+        self._lock_timeout = lock_timeout
+        self._zarr_format: ZarrFormat = zarr_format or 3
+        self._nodes: dict[str, ZarrNode] = {}
         self._pending: dict[str, bytes] = {}
         self._pending_bytes = 0
-        self._stale_documents: set[str] = set()
-        self._archive: ArchiveReader | None = None
+        self._committed: set[str] = set()
+        self._dirty: set[str] = set()
+        self._deleted: set[str] = set()
+        self._metadata_dirty = False
+        self._changes = 0
+        self._packed_changes: int | None = None
         self._generation = 0
-        self._packed_generation: int | None = None
-        self._open()
+        self._archive: ArchiveReader | None = None
+        self._backing: Literal["new", "directory", "archive"] = "new"
+        self._workdir: WorkingDirectory | None = None
+        self._created_folder = False
+        self._emptied_folder = False
+        self._saving = ""
+        self._stage_root: Path | None = None
+        self._open(zarr_format)
+        self._opened = True
+        if not self._read_only:
+            close_at_exit(self)
+
+    def __del__(self) -> None:
+        if getattr(self, "_opened", False) and not self._closed:
+            close_quietly(self, when="when it was garbage-collected")
 
     # ----------------------------------------------------------------- opening
 
-    def _open(self) -> None:
-        directory_exists = self._location.is_dir()
+    def _open(self, asked_format: ZarrFormat | None) -> None:
+        if not self._location.is_local:
+            self._open_remote()
+        else:
+            self._open_local()
+        if (
+            asked_format is not None
+            and self._backing != "new"
+            and asked_format != self._zarr_format
+        ):
+            self._release()
+            raise InvalidValueError(
+                f"{self._describe()} is a Zarr format {self._zarr_format} store; it cannot be "
+                f"opened as format {asked_format} (holdall never mixes formats in one hierarchy). "
+                "Omit zarr_format, or convert the store",
+                expected=self._zarr_format,
+                got=asked_format,
+            )
+
+    def _open_local(self) -> None:
+        root = Path(self._location.url)
+        self._workdir = WorkingDirectory(root, fsync=self._fsync)
+        if self._archive_location.is_dir():
+            raise NotAStoreError(
+                f"{self._archive_location.url} is a folder where the store's archive belongs",
+                path=self._archive_location.url,
+            )
         archive_exists = self._archive_location.exists()
-        if archive_exists and (not directory_exists or not self._directory_complete()):
-            if directory_exists:
-                warnings.warn(
-                    f"{self._location.url} is an unfinished working directory (the process that "
-                    f"wrote it stopped before close()); opening the complete archive "
-                    f"{self._archive_location.url} read-only instead",
-                    HoldallWarning,
-                    stacklevel=3,
-                )
-            self._read_only = True
-            self._archive = ArchiveReader(self._archive_location)
-            self._load_index(self._archive.names(), self._archive.read, consolidated=True)
+        folder_kind, _names = _folder_kind(root)
+        if self._mode == "r" or (
+            self._mode == "a" and archive_exists and folder_kind in ("missing", "empty")
+        ):
+            self._open_reader(root, archive_exists, folder_kind)
             return
-        if directory_exists:
-            files = dict(self._location.list_files())
-            if not self._directory_complete():
-                warnings.warn(
-                    f"{self._location.url} was not closed cleanly: values saved after its last "
-                    "flush() may be missing",
-                    HoldallWarning,
-                    stacklevel=3,
-                )
-            self._load_index(set(files), self._read_directory_file, consolidated=False)
+        self._created_folder = self._workdir.lock(timeout_s=self._lock_timeout, create=True)
+        try:
+            self._workdir.recover()
+            self._open_writer(root)
+        except BaseException:
+            self._release()
+            raise
+
+    def _open_reader(self, root: Path, archive_exists: bool, folder_kind: str) -> None:
+        self._read_only = True
+        assert self._workdir is not None
+        if self._workdir.control.is_dir() and self._workdir.try_lock():
+            # No writer holds the folder: finish or drop what a dead one left, as a writer would.
+            try:
+                self._workdir.recover()
+            finally:
+                self._workdir.unlock()
+        folder_nodes, folder_format = (
+            self._folder_index(root) if folder_kind == "zarr" else ({}, None)
+        )
+        archive_generation = self._archive_generation() if archive_exists else None
+        folder_generation = generation_of(folder_nodes) or 0
+        if folder_kind == "zarr" and (
+            archive_generation is None or folder_generation > archive_generation
+        ):
+            self._close_archive()
+            self._adopt(folder_nodes, folder_format, "live")
+            self._backing = "directory"
             return
-        if self._location.is_local:
-            os.makedirs(self._location.url, exist_ok=True)
+        if archive_generation is not None:
+            self._backing = "archive"
+            return
+        if folder_kind == "foreign":
+            raise self._not_a_store(root)
+        raise StoreNotFoundError(
+            f"no store at {self._location.url} (neither a Zarr folder nor an archive "
+            f"{self._archive_location.url})",
+            path=self._location.url,
+        )
+
+    def _open_writer(self, root: Path) -> None:
+        assert self._workdir is not None
+        folder_kind, _names = _folder_kind(root)
+        archive_exists = self._archive_location.exists()
+        if self._mode == "w-" and (folder_kind not in ("missing", "empty") or archive_exists):
+            raise ArchiveExistsError(
+                f"{self._location.url} already holds a store (mode 'w-' creates only); "
+                "open it with mode 'a' or 'r+', or replace it with mode 'w'",
+                path=self._location.url,
+            )
+        if self._mode == "w":
+            self._replace_existing(root, folder_kind, archive_exists)
+            return
+        folder_nodes, folder_format = (
+            self._folder_index(root) if folder_kind == "zarr" else ({}, None)
+        )
+        archive_generation = self._archive_generation() if archive_exists else None
+        if folder_kind == "zarr" and (
+            archive_generation is None or (generation_of(folder_nodes) or 0) > archive_generation
+        ):
+            self._close_archive()
+            self._adopt(folder_nodes, folder_format, "live")
+            self._committed = set(folder_nodes)
+            self._backing = "directory"
+            return
+        if folder_kind == "foreign" and archive_generation is None:
+            raise self._not_a_store(root)
+        if archive_generation is not None:
+            if folder_kind == "zarr":
+                self._drop_superseded(root)
+            if self._mode == "a":
+                # The seed's behaviour: an archive without its working folder opens read-only.
+                self._read_only = True
+                self._release_lock_and_folder()
+            else:
+                self._backing = "archive"
+            return
+        if self._mode == "r+":
+            raise StoreNotFoundError(
+                f"no store at {self._location.url} to open with mode 'r+'; use mode 'a' to create it",
+                path=self._location.url,
+            )
+        self._new_store()
+
+    def _new_store(self) -> None:
         self._nodes[""] = self._group_node({})
-        self._stale_documents.add("")
+        self._backing = "new"
+        self._metadata_dirty = True
 
-    def _directory_complete(self) -> bool:
-        return any(self._location.child(name).exists() for name in ("zarr.json", ".zgroup"))
+    def _replace_existing(self, root: Path, folder_kind: str, archive_exists: bool) -> None:
+        assert self._workdir is not None
+        if folder_kind == "foreign":
+            raise self._not_a_store(root)
+        if folder_kind == "zarr":
+            nodes, _ = self._folder_index(root)
+            if generation_of(nodes) is None:
+                raise NotAStoreError(
+                    f"mode 'w' would replace {root}, a Zarr store holdall did not write; "
+                    "delete it yourself if that is what you want",
+                    path=str(root),
+                )
+            self._drop_superseded(root)
+        if archive_exists:
+            if self._archive_generation() is None:
+                raise NotAStoreError(
+                    f"mode 'w' would replace {self._archive_location.url}, which holdall did not "
+                    "write; delete it yourself if that is what you want",
+                    path=self._archive_location.url,
+                )
+            self._close_archive()
+            self._nodes.clear()
+            self._archive_location.remove()
+        self._new_store()
 
-    def _read_directory_file(self, name: str) -> bytes | None:
+    def _drop_superseded(self, root: Path) -> None:
+        """Remove the files of a working folder the archive has superseded (a crashed writer's)."""
+        assert self._workdir is not None
+        kept = self._workdir.remove_owned(keep=lambda _path: False)
+        self._workdir.root.mkdir(exist_ok=True)
+        self._emptied_folder = True
+        message = (
+            f"{root} was the working folder of a writer that stopped before close(); the archive "
+            f"{self._archive_location.url} is newer and complete, so holdall removed that folder's "
+            "Zarr files"
+        )
+        if kept:
+            message += (
+                f" and kept {len(kept)} file(s) it did not write: {sorted(map(str, kept))[:5]}"
+            )
+        warnings.warn(message, HoldallWarning, stacklevel=5)
+
+    def _not_a_store(self, root: Path) -> NotAStoreError:
+        _kind, names = _folder_kind(root)
+        if {"data", METADATA_FILE} <= set(names):
+            hint = (
+                "it looks like a JsonStorageHandler store; convert it with "
+                f"`holdall convert {root} {root}.zarr --to zarr`"
+            )
+        else:
+            hint = "choose another path or an empty folder"
+        return NotAStoreError(
+            f"{root} is not a Zarr store (no zarr.json, .zgroup or .zarray at its root; it holds "
+            f"{sorted(names)[:8]}); holdall will not write into it: {hint}",
+            path=str(root),
+            found=sorted(names),
+        )
+
+    def _folder_index(self, root: Path) -> tuple[dict[str, ZarrNode], ZarrFormat | None]:
+        names = {
+            name
+            for name, _size in self._location.list_files()
+            if not name.startswith(f"{CONTROL}/")
+        }
+
+        def read(name: str) -> bytes | None:
+            return _read_local(root / name)
+
+        root_doc = read("zarr.json")
+        trusted = root_doc is not None and b'"generation"' in root_doc
+        return load_index(names, read, where=str(root), source="live", consolidated=trusted)
+
+    def _archive_generation(self) -> int | None:
+        """Open the archive and return its generation (None when holdall did not write it)."""
+        if self._archive is None:
+            self._archive = ArchiveReader(self._archive_location)
+        nodes, archive_format = load_index(
+            self._archive.names(),
+            self._archive.read,
+            where=self._archive_location.url,
+            source="archive",
+            consolidated=True,
+        )
+        if "" not in nodes:
+            self._archive.close()
+            self._archive = None
+            raise CorruptedFileError(
+                f"{self._archive_location.url} holds no Zarr hierarchy (no zarr.json or .zgroup "
+                "at its root)",
+                path=self._archive_location.url,
+            )
+        self._adopt(nodes, archive_format, "archive")
+        self._metadata = self._read_metadata(self._archive.read)
+        return generation_of(nodes) or 0
+
+    def _close_archive(self) -> None:
+        if self._archive is not None:
+            self._archive.close()
+            self._archive = None
+
+    def _adopt(
+        self, nodes: dict[str, ZarrNode], zarr_format: ZarrFormat | None, source: Source
+    ) -> None:
+        self._nodes = nodes
+        if "" not in self._nodes:
+            self._nodes[""] = self._group_node({})
+        if zarr_format is not None:
+            self._zarr_format = zarr_format
+        self._generation = generation_of(nodes) or 0
+        if source == "live":
+            root = Path(self._location.url)
+            self._metadata = self._read_metadata(lambda name: _read_local(root / name))
+
+    def _read_metadata(self, read: Any) -> dict[str, Any]:
+        data = read(METADATA_FILE)
+        if data is None:
+            return {}
+        loaded = parse_json(data, f"{self._describe()}/{METADATA_FILE}")
+        if not isinstance(loaded, dict):
+            raise CorruptedFileError(
+                f"{self._describe()}/{METADATA_FILE} is not a JSON object",
+                path=f"{self._describe()}/{METADATA_FILE}",
+            )
+        return loaded
+
+    def _open_remote(self) -> None:
+        """Remote stores (fsspec): no lock and no renames; the archive is the atomic unit."""
+        if self._mode in ("w", "w-") and (
+            self._location.exists() or self._archive_location.exists()
+        ):
+            if self._mode == "w-":
+                raise ArchiveExistsError(
+                    f"{self._location.url} already holds a store (mode 'w-' creates only)",
+                    path=self._location.url,
+                )
+            self._location.remove()
+            self._archive_location.remove()
+        archive_exists = self._archive_location.exists()
+        directory_exists = self._location.is_dir()
+        if directory_exists:
+            names = {name for name, _size in self._location.list_files()}
+            nodes, folder_format = load_index(
+                names, self._read_remote, where=self._location.url, source="live", consolidated=True
+            )
+            folder_generation = generation_of(nodes) or 0
+            archive_generation = self._archive_generation() if archive_exists else None
+            if "" in nodes and (
+                archive_generation is None or folder_generation > archive_generation
+            ):
+                self._nodes, self._zarr_format = nodes, folder_format or self._zarr_format
+                self._generation = folder_generation
+                self._metadata = self._read_metadata(self._read_remote)
+                self._committed = set(nodes)
+                self._backing = "directory"
+                self._read_only = self._mode == "r"
+                return
+        elif archive_exists:
+            self._archive_generation()
+        if archive_exists:
+            self._backing = "archive"
+            self._read_only = self._mode in ("r", "a")
+            return
+        if self._mode in ("r", "r+"):
+            raise StoreNotFoundError(f"no store at {self._location.url}", path=self._location.url)
+        self._new_store()
+
+    def _read_remote(self, name: str) -> bytes | None:
         try:
             return self._location.child(name).read_bytes()
         except FileNotFoundError:
             return None
 
-    def _load_index(self, names: set[str], read: Any, *, consolidated: bool) -> None:
-        """Build the node index from file `names`, reading documents with `read`."""
-        root_v3 = read("zarr.json") if "zarr.json" in names else None
-        if root_v3 is None and (".zgroup" in names or ".zarray" in names):
-            self._zarr_format = 2
-        if consolidated and root_v3 is not None:
-            root_doc = _parse_json(root_v3, "zarr.json", self._describe())
-            inline = root_doc.get("consolidated_metadata") or {}
-            if inline.get("kind") == "inline":
-                self._nodes[""] = self._node_from_documents({"zarr.json": root_v3})
-                for path, doc in inline.get("metadata", {}).items():
-                    self._nodes[path] = self._node_from_documents(
-                        {"zarr.json": json.dumps(doc).encode()}
-                    )
-                self._load_metadata_file(read)
-                return
-        for name in sorted(names):
-            folder, _, base = name.rpartition("/")
-            if base == "zarr.json" or base in (".zarray", ".zgroup"):
-                if folder in self._nodes:
-                    continue
-                documents = {}
-                for doc_name in _DOC_NAMES:
-                    candidate = _join(folder, doc_name)
-                    if candidate in names:
-                        data = read(candidate)
-                        if data is not None:
-                            documents[doc_name] = data
-                self._nodes[folder] = self._node_from_documents(documents)
-        if "" not in self._nodes:
-            if self._nodes or not consolidated:
-                # A hierarchy with no root document (a working directory before its first
-                # flush): the root is an implicit group.
-                self._nodes[""] = self._group_node({})
-                self._stale_documents.add("")
-            else:
-                raise CorruptedFileError(
-                    f"{self._describe()} holds no Zarr hierarchy (no zarr.json or .zgroup at its root)",
-                    path=self._describe(),
-                )
-        self._load_metadata_file(read)
-
-    def _load_metadata_file(self, read: Any) -> None:
-        data = read(METADATA_FILE)
-        if data is None:
-            return
-        loaded = _parse_json(data, METADATA_FILE, self._describe())
-        if not isinstance(loaded, dict):
-            raise CorruptedFileError(
-                f"{self._describe()}/{METADATA_FILE} is not a JSON object", path=self._describe()
-            )
-        self._metadata = loaded
-
-    def _node_from_documents(self, documents: dict[str, bytes]) -> _Node:
-        where = self._describe()
-        if "zarr.json" in documents:
-            doc = _parse_json(documents["zarr.json"], "zarr.json", where)
-            node_type = doc.get("node_type")
-            attributes = doc.get("attributes", {})
-        else:
-            node_type = "array" if ".zarray" in documents else "group"
-            attributes = (
-                _parse_json(documents[".zattrs"], ".zattrs", where)
-                if ".zattrs" in documents
-                else {}
-            )
-        if node_type not in ("array", "group"):
-            raise CorruptedFileError(
-                f"{where}: node with unknown node_type {node_type!r}", path=where
-            )
-        return _Node(node_type=node_type, documents=documents, attributes=attributes)
-
-    def _group_node(self, attributes: dict[str, Any]) -> _Node:
-        return _Node("group", group_documents(attributes, self._zarr_format), attributes)
+    def _group_node(self, attributes: dict[str, Any]) -> ZarrNode:
+        return ZarrNode("group", group_documents(attributes, self._zarr_format), attributes)
 
     # ----------------------------------------------------------------- hooks
 
@@ -325,8 +504,13 @@ class OptStorage(DataStorage):
         """Where `compress_store` writes (or wrote) the archive."""
         return self._archive_location.url
 
+    @property
+    def mode(self) -> Mode:
+        """The mode the store was opened with."""
+        return self._mode
+
     def _describe(self) -> str:
-        if self._archive is not None:
+        if self._backing == "archive":
             return self._archive_location.url
         return self._location.url
 
@@ -338,53 +522,120 @@ class OptStorage(DataStorage):
             return "group"
         return "leaf"
 
-    def _validate_segments(self, parts: tuple[str, ...], key: str) -> None:
-        for part in parts:
-            if part in _RESERVED or part.startswith("__"):
-                raise InvalidKeyError(
-                    f"key {key!r} uses the reserved name {part!r} (Zarr and holdall files, and "
-                    "names starting with '__', cannot be data keys in OptStorage)",
-                    key=key,
-                )
+    def _check_segment(self, path: str, key: str) -> None:
+        name = path.rsplit("/", 1)[-1]
+        if name in _RESERVED or name.startswith("__"):
+            raise InvalidKeyError(
+                f"key {key!r} uses the reserved name {name!r} (Zarr and holdall files, and "
+                "names starting with '__', cannot be data keys in OptStorage)",
+                key=key,
+            )
+        check_name_lengths(
+            key,
+            path.split("/"),
+            root=self._location.url if self._location.is_local else None,
+            extra_path_bytes=_PATH_MARGIN,
+        )
+
+    # ----------------------------------------------------------------- writing
 
     def _write_node(self, parts: tuple[str, ...], node: Node) -> LeafSizes:
         path = "/".join(parts)
-        self._validate_segments(parts, path)
+        for depth in range(1, len(parts) + 1):
+            self._check_segment("/".join(parts[:depth]), path)
+        new_nodes: dict[str, ZarrNode] = {}
+        new_pending: dict[str, bytes] = {}
+        self._saving = path
+        scratch = self._fresh_stage_folder()
+        sizes: LeafSizes = {}
+        try:
+            self._write_tree(path, node, (), sizes, new_nodes, new_pending, scratch)
+        except BaseException:
+            shutil.rmtree(scratch, ignore_errors=True)
+            raise
+        # Nothing failed: swap the new value in (an old staged value goes only now).
         if path in self._nodes:
-            self._delete_node(parts)
+            self._forget(path)
+        self._discard_staged(path)
+        if any(n.source == "stage" for n in new_nodes.values()):
+            target = self._stage_path(path)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(scratch / "v", target)
+        shutil.rmtree(scratch, ignore_errors=True)
         for depth in range(1, len(parts)):
             parent = "/".join(parts[:depth])
             if parent not in self._nodes:
                 self._nodes[parent] = self._group_node({})
-                self._stale_documents.add(parent)
-        sizes: LeafSizes = {}
-        self._write_tree(path, node, (), sizes)
-        self._generation += 1
+                self._dirty.add(parent)
+        self._nodes.update(new_nodes)
+        self._pending.update(new_pending)
+        self._pending_bytes += sum(len(data) for data in new_pending.values())
+        self._dirty.add(path)
+        self._changes += 1
         if self._pending_bytes > _BUFFER_LIMIT:
-            self._flush_pending()
+            self._stage_pending()
         return sizes
 
+    def _fresh_stage_folder(self) -> Path:
+        base = self._stage_base() / "new"
+        base.mkdir(parents=True, exist_ok=True)
+        return Path(tempfile.mkdtemp(prefix=f"{owner_tag()}-", dir=base))
+
+    def _stage_base(self) -> Path:
+        """The writer's private area: ``.holdall/`` in the folder, or a local temp for remote."""
+        if self._workdir is not None:
+            return self._workdir.control
+        if self._stage_root is None:
+            self._stage_root = Path(tempfile.mkdtemp(prefix=f"holdall-stage-{owner_tag()}-"))
+        return self._stage_root
+
+    def _stage_path(self, path: str) -> Path:
+        return self._stage_base().joinpath("stage", *path.split("/"))
+
+    def _discard_staged(self, path: str) -> None:
+        target = self._stage_path(path)
+        if target.is_dir() and not target.is_symlink():
+            shutil.rmtree(target)
+
     def _write_tree(
-        self, path: str, node: Node, relative: tuple[str, ...], sizes: LeafSizes
+        self,
+        path: str,
+        node: Node,
+        relative: tuple[str, ...],
+        sizes: LeafSizes,
+        nodes: dict[str, ZarrNode],
+        pending: dict[str, bytes],
+        scratch: Path,
     ) -> None:
         if isinstance(node, Group):
-            self._add_node(path, self._group_node({}))
+            nodes[path] = self._group_node({})
             for name, child in node.children.items():
-                self._validate_segments((name,), _join(path, name))
-                self._write_tree(_join(path, name), child, (*relative, name), sizes)
+                child_path = join(path, name)
+                self._check_segment(child_path, child_path)
+                self._write_tree(
+                    child_path, child, (*relative, name), sizes, nodes, pending, scratch
+                )
             return
-        sizes[relative] = self._write_leaf(path, node)
+        sizes[relative] = self._write_leaf(path, node, nodes, pending, scratch)
 
-    def _write_leaf(self, path: str, leaf: Leaf) -> int:
-        """Store one leaf value at `path` and return the bytes it takes."""
-        marker: dict[str, Any] = {"holdall": {"kind": leaf.kind}}
+    def _write_leaf(
+        self,
+        path: str,
+        leaf: Leaf,
+        nodes: dict[str, ZarrNode],
+        pending: dict[str, bytes],
+        scratch: Path,
+    ) -> int:
+        """Encode one leaf value at `path` and return the bytes it takes."""
         if leaf.array is None:
-            group = self._group_node(marker)
-            self._add_node(path, group)
+            group = self._group_node({"holdall": {"kind": leaf.kind}})
+            nodes[path] = group
             total = sum(len(d) for d in group.documents.values())
             for index, item in enumerate(leaf.items):
                 item_sizes: LeafSizes = {}
-                self._write_tree(_join(path, str(index)), item, (), item_sizes)
+                self._write_tree(
+                    join(path, str(index)), item, (), item_sizes, nodes, pending, scratch
+                )
                 total += sum(item_sizes.values())
             return total
         array = leaf.array
@@ -399,6 +650,8 @@ class OptStorage(DataStorage):
             zarr_format=self._zarr_format,
             compression=self._compression,
             chunk_bytes=self._chunk_target,
+            delta=self._delta,
+            checksum=self._checksum,
         )
         stem = path.replace("/", "_")
         documents = array_documents(
@@ -406,22 +659,56 @@ class OptStorage(DataStorage):
             attributes=attributes,
             dimension_names=[f"{stem}_dim_{i}" for i in range(array.ndim)],
         )
-        self._add_node(path, _Node("array", documents, attributes, spec))
-        total = sum(len(d) for d in documents.values())
         buffer = array.nbytes <= _BUFFER_ARRAY_BYTES
+        nodes[path] = ZarrNode(
+            "array", documents, attributes, spec, "pending" if buffer else "stage"
+        )
+        total = sum(len(d) for d in documents.values())
+        # Large chunks go to the scratch folder, mirroring the path below the saved key.
+        below = path[len(self._saving) :].lstrip("/")
         for chunk_key, data in encode_array(spec, array):
-            name = f"{path}/{chunk_key}"
             if buffer:
-                self._pending[name] = data
-                self._pending_bytes += len(data)
+                pending[f"{path}/{chunk_key}"] = data
             else:
-                self._location.child(name).write_bytes(data, fsync=self._fsync)
+                _write_file(scratch.joinpath("v", *join(below, chunk_key).split("/")), data)
             total += len(data)
         return total
 
-    def _add_node(self, path: str, node: _Node) -> None:
-        self._nodes[path] = node
-        self._stale_documents.add(path)
+    def _stage_pending(self) -> None:
+        """Move buffered chunks to the staging area (bounded memory for many small arrays)."""
+        for path, node in self._nodes.items():
+            if node.source != "pending" or node.spec is None:
+                continue
+            for index in node.spec.chunk_indices():
+                name = f"{path}/{node.spec.chunk_key(index)}"
+                data = self._pending.pop(name, None)
+                if data is not None:
+                    _write_file(self._stage_path(name), data)
+            node.source = "stage"
+        self._pending.clear()
+        self._pending_bytes = 0
+
+    def _forget(self, path: str) -> None:
+        """Drop `path` and everything below it from the index and the buffer."""
+        prefix = path + "/"
+        for name in [p for p in self._nodes if p == path or p.startswith(prefix)]:
+            del self._nodes[name]
+        for name in [p for p in self._pending if p.startswith(prefix)]:
+            self._pending_bytes -= len(self._pending.pop(name))
+        for name in [p for p in self._dirty if p == path or p.startswith(prefix)]:
+            self._dirty.discard(name)
+
+    def _delete_node(self, parts: tuple[str, ...]) -> None:
+        path = "/".join(parts)
+        self._forget(path)
+        self._discard_staged(path)
+        if any(p == path or p.startswith(path + "/") for p in self._committed) or (
+            self._backing == "archive"
+        ):
+            self._deleted.add(path)
+        self._changes += 1
+
+    # ----------------------------------------------------------------- reading
 
     def _read_node(self, parts: tuple[str, ...]) -> Any:
         return decode_node(self._load_tree("/".join(parts)), copy=False)
@@ -442,54 +729,62 @@ class OptStorage(DataStorage):
             if kind is None:
                 return Group(
                     {
-                        name: self._load_tree(_join(path, name))
+                        name: self._load_tree(join(path, name))
                         for name in sorted(self._children(path))
                     }
                 )
             if kind == "none":
                 return Leaf("none")
             names = sorted(self._children(path), key=int)
-            return Leaf(kind, items=tuple(self._load_tree(_join(path, name)) for name in names))
+            return Leaf(kind, items=tuple(self._load_tree(join(path, name)) for name in names))
         array = self._read_array(path, node)
         dtype = node.holdall.get("dtype")
         if dtype is not None and array.dtype != np.dtype(dtype):
             array = array.astype(dtype)
         return Leaf(kind or "array", array)
 
-    def _read_array(self, path: str, node: _Node) -> np.ndarray[Any, Any]:
-        if node.spec is None:
-            node.spec = parse_array_document(node.parsed())
-        if node.spec is None:
+    def _read_array(self, path: str, node: ZarrNode) -> np.ndarray[Any, Any]:
+        where = join(self._describe(), path)
+        spec = node.array_spec(where)
+        if spec is None:
             return self._read_with_zarr(path)
-        return decode_array(
-            node.spec,
-            lambda key: self._chunk_bytes(f"{path}/{key}"),
-            path=f"{self._describe()}/{path}",
-        )
+        try:
+            return decode_array(spec, lambda key: self._chunk_bytes(path, node, key), path=where)
+        except (KeyError, TypeError, IndexError) as err:
+            raise CorruptedFileError(
+                f"array {where} cannot be read: its metadata does not fit its chunks ({err!r})",
+                path=where,
+            ) from err
 
-    def _chunk_bytes(self, name: str) -> bytes | None:
-        if name in self._pending:
-            return self._pending[name]
-        if self._archive is not None:
+    def _chunk_bytes(self, path: str, node: ZarrNode, key: str) -> bytes | None:
+        name = f"{path}/{key}"
+        source = node.source
+        if source == "pending":
+            return self._pending.get(name)
+        if source == "stage":
+            return _read_local(self._stage_path(name))
+        if source == "archive":
+            assert self._archive is not None
             return self._archive.read(name)
-        return self._read_directory_file(name)
+        if self._location.is_local:
+            return _read_local(Path(self._location.url).joinpath(*name.split("/")))
+        return self._read_remote(name)
 
     def _read_with_zarr(self, path: str) -> np.ndarray[Any, Any]:
         """Read an array whose codecs only zarr-python knows (sharding, transposes...)."""
         import zarr
         from zarr.storage import LocalStore, ZipStore
 
-        if not self._location.is_local:
+        if not self._location.is_local or self._nodes[path].source in ("pending", "stage"):
             raise UnsupportedTypeError(
                 f"array {path!r} in {self._describe()} uses codecs holdall does not decode itself, "
-                "and zarr-python can only read it from a local path; download the store first",
+                "and zarr-python can only read it from a local store",
                 key=path,
             )
         store: Any
-        if self._archive is not None:
+        if self._nodes[path].source == "archive":
             store = ZipStore(self._archive_location.url, mode="r")
         else:
-            self._flush_pending()
             store = LocalStore(self._location.url, read_only=True)
         try:
             return np.asarray(
@@ -500,256 +795,361 @@ class OptStorage(DataStorage):
         finally:
             store.close()
 
-    def _delete_node(self, parts: tuple[str, ...]) -> None:
-        path = "/".join(parts)
-        prefix = path + "/"
-        for name in [p for p in self._nodes if p == path or p.startswith(prefix)]:
-            del self._nodes[name]
-            self._stale_documents.discard(name)
-        for name in [p for p in self._pending if p.startswith(prefix)]:
-            self._pending_bytes -= len(self._pending.pop(name))
-        if self._archive is None:
-            self._location.child(path).remove()
-        self._generation += 1
-
     def _top_level_names(self) -> list[str]:
         return self._children("")
 
     def _get_file_path(self, parts: tuple[str, ...]) -> str:
         key = "/".join(parts)
-        if self._archive is not None:
+        if self._backing == "archive":
             return (
                 f"zip://{key}::{self._archive_location.url}" if key else self._archive_location.url
             )
         return self._location.child(key).url if key else self._location.url
 
     def _metadata_changed(self) -> None:
-        self._generation += 1
+        self._metadata_dirty = True
+        self._changes += 1
 
     def inspect(self) -> list[NodeInfo]:
-        """Every node of the hierarchy with its shape, dtype, codecs and stored size."""
+        """Every node of the hierarchy with its shape, dtype, codecs and stored sizes."""
         with self._lock:
             self._check_open()
-            owned: dict[str, int] = {}
-            for name, size in self._stored_file_sizes().items():
-                if name.rsplit("/", 1)[-1] in _DOC_NAMES:
-                    continue
-                owner = self._owner(name)
-                owned[owner] = owned.get(owner, 0) + size
-            infos = []
-            for path, node in sorted(self._nodes.items()):
-                if not path:
-                    continue
-                documents = sum(len(d) for d in node.documents.values())
-                if node.node_type == "group":
-                    kind = node.holdall.get("kind", "group")
-                    infos.append(
-                        NodeInfo(
-                            path,
-                            "group",
-                            kind,
-                            stored_bytes=documents,
-                            document_bytes=documents,
-                        )
-                    )
-                    continue
-                if node.spec is None:
-                    node.spec = parse_array_document(node.parsed())
-                spec = node.spec
-                own = owned.get(path, 0)
-                if spec is None:
-                    infos.append(
-                        NodeInfo(
-                            path,
-                            "array",
-                            "array",
-                            codec="(zarr-python only)",
-                            stored_bytes=own + documents,
-                            chunk_bytes=own,
-                            document_bytes=documents,
-                        )
-                    )
-                    continue
-                dtype = node.holdall.get("dtype", "str" if spec.is_string else spec.dtype.str)
-                itemsize = np.dtype(dtype).itemsize if dtype != "str" else 0
-                infos.append(
-                    NodeInfo(
-                        path,
-                        "array",
-                        node.holdall.get("kind", "array"),
-                        shape=spec.shape,
-                        dtype=str(np.dtype(dtype)) if dtype != "str" else "str",
-                        codec=_codec_label(spec),
-                        stored_bytes=own + documents,
-                        nbytes=int(np.prod(spec.shape)) * itemsize,
-                        chunk_bytes=own,
-                        document_bytes=documents,
-                    )
-                )
-            return infos
-
-    def _owner(self, file_name: str) -> str:
-        """The node path that a stored file belongs to."""
-        folder = file_name.rpartition("/")[0]
-        while folder and folder not in self._nodes:
-            folder = folder.rpartition("/")[0]
-        return folder
+            return describe(self._nodes, self._stored_file_sizes(), self._describe())
 
     def _stored_file_sizes(self) -> dict[str, int]:
+        sizes: dict[str, int] = {}
         if self._archive is not None:
-            return self._archive.sizes()
-        sizes = dict(self._location.list_files()) if self._location.exists() else {}
+            sizes.update(self._archive.sizes())
+        if self._backing == "directory":
+            sizes.update(
+                (name, size)
+                for name, size in self._location.list_files()
+                if not name.startswith(f"{CONTROL}/")
+            )
+        staged = self._stage_base() / "stage" if not self._read_only else None
+        if staged is not None and staged.is_dir():
+            for folder, _dirs, files in os.walk(staged):
+                for file in files:
+                    full = Path(folder) / file
+                    sizes[full.relative_to(staged).as_posix()] = full.stat().st_size
         sizes.update({name: len(data) for name, data in self._pending.items()})
-        for path, node in self._nodes.items():
-            for name, data in node.documents.items():
-                sizes[_join(path, name)] = len(data)
         return sizes
 
     # ----------------------------------------------------------------- flush, compress, close
 
     def flush(self) -> None:
-        """Write buffered arrays, node documents and metadata into the directory store.
+        """Make everything saved so far durable, crash-safely.
 
-        After `flush` the directory is a complete Zarr store that zarr-python and xarray open.
+        A folder store commits to its folder: after a crash the store reopens with the values
+        of the last `flush` (or of a later commit), never a mix. A store opened from its
+        archive (mode ``"r+"``) re-packs the archive. A read-only store has nothing to flush.
         """
         with self._lock:
-            self._ensure_writable()
-            self._flush_pending()
-            for path in sorted(self._stale_documents - {""}):
-                node = self._nodes.get(path)
-                if node is not None:
-                    for name, data in node.documents.items():
-                        self._location.child(_join(path, name)).write_bytes(data, fsync=self._fsync)
-            self._stale_documents.clear()
-            self._location.child(METADATA_FILE).write_bytes(
-                self._metadata_bytes(), fsync=self._fsync
-            )
-            for name, data in self._root_documents().items():
-                self._location.child(name).write_bytes(data, fsync=self._fsync)
+            self._check_open()
+            if self._read_only:
+                return
+            if self._backing == "archive":
+                if self._changes != self._packed_changes:
+                    self.compress_store()
+                return
+            self._commit()
 
-    def _flush_pending(self) -> None:
-        for name, data in self._pending.items():
-            self._location.child(name).write_bytes(data, fsync=self._fsync)
+    def _commit(self) -> None:
+        if not (self._dirty or self._deleted or self._metadata_dirty):
+            return
+        moves = self._move_roots()
+        deletes = sorted(
+            path for path in self._deleted if not any(_within(path, move) for move in moves)
+        )
+        generation = self._generation + 1
+        stage = self._stage_base() / "stage"
+        for move in moves:
+            for path, node in self._nodes.items():
+                if not _within(path, move):
+                    continue
+                for name, data in node.documents.items():
+                    _write_file(stage.joinpath(*join(path, name).split("/")), data)
+        for name, data in list(self._pending.items()):
+            if any(_within(name, move) for move in moves):
+                _write_file(stage.joinpath(*name.split("/")), data)
+        root_files = {METADATA_FILE: self._metadata_bytes()}
+        root_files.update(root_documents(self._nodes, self._zarr_format, generation))
+        for name, data in root_files.items():
+            _write_file(stage / ROOT_STAGE / name, data)
+        if self._workdir is not None:
+            self._workdir.commit(moves, deletes, root_files)
+        else:
+            self._upload(moves, deletes, root_files)
+        self._generation = generation
+        for path in deletes:
+            self._committed = {p for p in self._committed if not _within(p, path)}
+        for path, node in self._nodes.items():
+            if any(_within(path, move) for move in moves):
+                node.source = "live"
+                self._committed.add(path)
+        self._committed.add("")
         self._pending.clear()
         self._pending_bytes = 0
+        self._dirty.clear()
+        self._deleted.clear()
+        self._metadata_dirty = False
+        if self._backing == "new":
+            self._backing = "directory"
+
+    def _move_roots(self) -> list[str]:
+        """The subtrees a commit moves in: each dirty key lifted to its topmost new ancestor."""
+        roots: set[str] = set()
+        for path in self._dirty:
+            if path not in self._nodes:
+                continue
+            parts = path.split("/")
+            for depth in range(1, len(parts) + 1):
+                candidate = "/".join(parts[:depth])
+                if candidate not in self._committed or depth == len(parts):
+                    roots.add(candidate)
+                    break
+        return sorted(p for p in roots if not any(_within(p, q) and p != q for q in roots))
+
+    def _upload(self, moves: list[str], deletes: list[str], root_files: dict[str, bytes]) -> None:
+        """Remote commit: upload staged subtrees, remove deleted ones, root documents last."""
+        stage = self._stage_base() / "stage"
+        for path in [*deletes, *moves]:
+            self._location.child(path).remove()
+        for move in moves:
+            source = stage.joinpath(*move.split("/"))
+            for folder, _dirs, files in os.walk(source):
+                for file in files:
+                    full = Path(folder) / file
+                    self._location.child(full.relative_to(stage).as_posix()).write_bytes(
+                        full.read_bytes()
+                    )
+        for name, data in root_files.items():
+            self._location.child(name).write_bytes(data)
+        shutil.rmtree(stage, ignore_errors=True)
 
     def _metadata_bytes(self) -> bytes:
         return json.dumps(self._metadata, indent=2, allow_nan=False).encode()
 
-    def _root_documents(self) -> dict[str, bytes]:
-        """Root group documents with consolidated metadata of every node."""
-        if self._zarr_format == 3:
-            inline = {
-                path: node.parsed()["zarr.json"]
-                for path, node in sorted(self._nodes.items())
-                if path
-            }
-            root = dict(self._nodes[""].parsed()["zarr.json"])
-            root["consolidated_metadata"] = {
-                "kind": "inline",
-                "must_understand": False,
-                "metadata": inline,
-            }
-            return {"zarr.json": json.dumps(root, allow_nan=False).encode()}
-        consolidated: dict[str, Any] = {}
-        for path, node in sorted(self._nodes.items()):
-            for name, document in node.parsed().items():
-                consolidated[_join(path, name)] = document
-        documents = dict(self._nodes[""].documents)
-        documents[".zmetadata"] = json.dumps(
-            {"zarr_consolidated_format": 1, "metadata": consolidated}
-        ).encode()
-        return documents
-
     def compress_store(self) -> int:
         """Pack the whole store into ``<store_path><compress_extension>`` and return its size.
 
-        The archive is written under a temporary name and renamed, so a crash leaves the
-        previous archive (or none), never a partial one. The directory stays until `close`.
+        The archive is built under a temporary name and renamed, so a crash leaves the previous
+        archive (or none), never a partial one; it carries a newer generation than the folder,
+        so a store that dies before `close` reopens from the archive. The folder stays until
+        `close`.
         """
         with self._lock:
             self._ensure_writable()
-            size = write_archive(self._archive_location, self._archive_entries(), fsync=self._fsync)
-            self._packed_generation = self._generation
+            generation = self._generation + 1
+            temp_dir = self._workdir.tmp if self._workdir is not None else None
+            size = write_archive(
+                self._archive_location,
+                self._archive_entries(generation),
+                fsync=self._fsync,
+                temp_dir=temp_dir,
+            )
+            self._generation = generation
+            self._packed_changes = self._changes
+            if self._backing == "archive":
+                self._reopen_archive()
             return size
 
-    def _archive_entries(self) -> Iterator[tuple[str, bytes | Iterator[bytes]]]:
+    def _reopen_archive(self) -> None:
+        """After re-packing an archive-backed store, read everything from the new archive."""
+        if self._archive is not None:
+            self._archive.close()
+        self._archive = ArchiveReader(self._archive_location)
+        for node in self._nodes.values():
+            node.source = "archive"
+        self._pending.clear()
+        self._pending_bytes = 0
+        self._dirty.clear()
+        self._deleted.clear()
+        self._metadata_dirty = False
+        with contextlib.suppress(FileNotFoundError):
+            shutil.rmtree(self._stage_base() / "stage")
+
+    def _archive_entries(self, generation: int) -> Iterator[tuple[str, EntryContent]]:
         for path, node in sorted(self._nodes.items()):
             if not path:
                 continue
             for name, data in node.documents.items():
-                yield _join(path, name), data
+                yield join(path, name), data
             if node.node_type == "array":
                 yield from self._array_chunks(path, node)
         yield METADATA_FILE, self._metadata_bytes()
-        yield from self._root_documents().items()
+        yield from root_documents(self._nodes, self._zarr_format, generation).items()
 
-    def _array_chunks(
-        self, path: str, node: _Node
-    ) -> Iterator[tuple[str, bytes | Iterator[bytes]]]:
-        if node.spec is None:
-            node.spec = parse_array_document(node.parsed())
-        if node.spec is None:
-            # Foreign layout: copy whatever files the directory holds for it.
-            for name, _size in self._location.child(path).list_files():
-                if name.rsplit("/", 1)[-1] not in _DOC_NAMES:
-                    yield f"{path}/{name}", read_blocks(self._location.child(f"{path}/{name}"))
+    def _array_chunks(self, path: str, node: ZarrNode) -> Iterator[tuple[str, EntryContent]]:
+        """Every stored chunk of an array: bytes from memory or the archive, files from disk."""
+        spec = node.array_spec(join(self._describe(), path))
+        if spec is None:
+            yield from self._foreign_chunks(path, node)
             return
-        for index in node.spec.chunk_indices():
-            name = f"{path}/{node.spec.chunk_key(index)}"
-            if name in self._pending:
-                yield name, self._pending[name]
-            else:
-                chunk = self._location.child(name)
-                if chunk.exists():
-                    yield name, read_blocks(chunk)
+        for index in spec.chunk_indices():
+            name = f"{path}/{spec.chunk_key(index)}"
+            content = self._chunk_content(node, name)
+            if content is not None:
+                yield name, content
+
+    def _chunk_content(self, node: ZarrNode, name: str) -> EntryContent | None:
+        """One file to pack (a local file is packed only if it is not reached through a link)."""
+        if node.source == "pending":
+            return self._pending.get(name)
+        if node.source == "archive":
+            assert self._archive is not None
+            return self._archive.read(name)
+        if node.source == "stage":
+            local = self._stage_path(name)
+        elif self._location.is_local:
+            root = Path(self._location.url)
+            safe_parent(root, name)
+            local = root.joinpath(*name.split("/"))
+        else:
+            return self._read_remote(name)
+        return local if os.path.lexists(local) else None
+
+    def _foreign_chunks(self, path: str, node: ZarrNode) -> Iterator[tuple[str, EntryContent]]:
+        """Files of an array whose layout only zarr-python knows, copied as they are."""
+        if node.source == "archive":
+            assert self._archive is not None
+            names = [n for n in sorted(self._archive.names()) if n.startswith(path + "/")]
+        else:
+            names = [f"{path}/{n}" for n, _size in self._location.child(path).list_files()]
+        for name in names:
+            if name.rsplit("/", 1)[-1] not in DOC_NAMES:
+                content = self._chunk_content(node, name)
+                if content is not None:
+                    yield name, content
+
+    def close(self) -> None:
+        """Commit or re-pack what is left, write the companions, release the store.
+
+        A store nothing was written to is left exactly as it was found. Idempotent.
+        """
+        super().close()
 
     def _close(self) -> None:
+        forget_at_exit(self)
+        try:
+            if not self._read_only and self._changes:
+                self._finish_writes()
+        finally:
+            self._release()
+
+    def _finish_writes(self) -> None:
+        packed = self._packed_changes is not None
+        if packed and self._packed_changes != self._changes:
+            self.compress_store()  # written to after compress_store(): re-pack
+        if not packed and self._backing == "archive":
+            self.compress_store()
+            packed = True
+        if not packed:
+            self._commit()
+        self._write_companions(move_visu=packed)
+        if packed and self._workdir is not None:
+            kept = self._workdir.remove_owned(keep=lambda _path: False)
+            if kept:
+                warnings.warn(
+                    f"kept {self._location.url} after packing it into {self._archive_location.url}: "
+                    f"it holds {len(kept)} file(s) holdall did not write "
+                    f"({sorted(p.name for p in kept)[:5]})",
+                    HoldallWarning,
+                    stacklevel=4,
+                )
+        elif packed and not self._location.is_local and self._backing == "directory":
+            self._location.remove()
+
+    def _release(self) -> None:
+        """Close the archive, drop the private area, unlock, remove a folder we created empty."""
         if self._archive is not None:
             self._archive.close()
-            return
-        if self._packed_generation is not None and self._packed_generation != self._generation:
-            # Written to after compress_store(): re-pack so the archive holds everything.
-            self.compress_store()
-        self._write_companions()
-        if self._packed_generation is not None:
-            self._location.remove()
-        else:
-            self.flush()
+        if self._stage_root is not None:
+            shutil.rmtree(self._stage_root, ignore_errors=True)
+            self._stage_root = None
+        self._release_lock_and_folder()
 
-    def _write_companions(self) -> None:
-        """Seed 001's close(): copy ``visu*`` files to stream_cache/, export files_summary/."""
+    def _release_lock_and_folder(self) -> None:
+        workdir = self._workdir
+        if workdir is None or not workdir.locked:
+            return
+        with contextlib.suppress(OSError):
+            workdir.remove_control()
+            if self._created_folder or self._emptied_folder or self._packed_changes is not None:
+                with contextlib.suppress(OSError):
+                    workdir.root.rmdir()
+        workdir.unlock()
+
+    def _write_companions(self, *, move_visu: bool) -> None:
+        """Seed 001's close(): ``visu*`` files to stream_cache/, metadata to files_summary/."""
         stem = self._location.name.removesuffix(".zarr")
         parent = self._location.parent()
-        summary = parent.child(f"files_summary/{stem}.json")
-        summary.write_bytes(
+        parent.child(f"files_summary/{stem}.json").write_bytes(
             json.dumps(self._metadata, indent=2, allow_nan=False).encode(), fsync=self._fsync
         )
-        if self._location.is_dir():
-            for name, _size in self._location.list_files():
-                if "/" not in name and name.startswith("visu"):
-                    data = self._location.child(name).read_bytes()
-                    parent.child(f"stream_cache/{stem}/{name}").write_bytes(data, fsync=self._fsync)
+        if not self._location.is_local or not self._location.is_dir():
+            return
+        root = Path(self._location.url)
+        for entry in os.scandir(root):
+            if entry.name.startswith("visu") and entry.is_file(follow_symlinks=False):
+                target = Path(parent.url) / "stream_cache" / stem / entry.name
+                target.parent.mkdir(parents=True, exist_ok=True)
+                if move_visu:
+                    shutil.move(entry.path, target)
+                else:
+                    shutil.copyfile(entry.path, target)
 
 
-def _codec_label(spec: ArraySpec) -> str:
-    steps = [codec.codec_id for codec in spec.filters]
-    if spec.compressor is not None:
-        config = spec.compressor.get_config()
-        if config["id"] == "blosc":
-            shuffle = {0: "noshuffle", 1: "shuffle", 2: "bitshuffle"}.get(config["shuffle"], "?")
-            steps.append(f"blosc({config['cname']}:{config['clevel']},{shuffle})")
-        elif "level" in config:
-            steps.append(f"{config['id']}({config['level']})")
-        else:
-            steps.append(config["id"])
-    return ">".join(steps) or "none"
+def _check_options(
+    mode: object, zarr_format: object, compression: object, chunk_bytes: object
+) -> None:
+    if mode not in ("r", "r+", "a", "w", "w-"):
+        raise InvalidValueError(
+            f"mode must be 'r', 'r+', 'a', 'w' or 'w-', got {mode!r}",
+            expected=("r", "r+", "a", "w", "w-"),
+            got=mode,
+        )
+    if zarr_format not in (None, 2, 3):
+        raise InvalidValueError(
+            f"zarr_format must be 2 or 3, got {zarr_format!r}", expected=(2, 3), got=zarr_format
+        )
+    if compression not in ("default", "zstd12", "none"):
+        raise InvalidValueError(
+            f"compression must be 'default', 'zstd12' or 'none', got {compression!r}",
+            got=compression,
+        )
+    if not isinstance(chunk_bytes, int) or chunk_bytes < 1:
+        raise InvalidValueError(
+            f"chunk_bytes must be a positive int, got {chunk_bytes!r}", got=chunk_bytes
+        )
 
 
-def _parse_json(data: bytes, name: str, where: str) -> Any:
+def _folder_kind(root: Path) -> tuple[str, list[str]]:
+    """("missing" | "empty" | "zarr" | "foreign", the names at its top, control folder aside)."""
     try:
-        return json.loads(data)
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise CorruptedFileError(
-            f"{where}/{name} is not valid JSON: {err}", path=f"{where}/{name}"
-        ) from err
+        names = [name for name in os.listdir(root) if name != CONTROL]
+    except FileNotFoundError:
+        return "missing", []
+    except NotADirectoryError:
+        return "foreign", [root.name]
+    if not names:
+        return "empty", names
+    if {"zarr.json", ".zgroup", ".zarray"} & set(names):
+        return "zarr", names
+    return "foreign", names
+
+
+def _read_local(path: Path) -> bytes | None:
+    try:
+        return path.read_bytes()
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+
+
+def _write_file(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+
+
+def _within(path: str, root: str) -> bool:
+    return path == root or path.startswith(root + "/")

@@ -1,0 +1,371 @@
+"""The working folder of a local Zarr store being written: its lock and its crash-safe commits.
+
+A writer owns the store folder for as long as it is open: it holds an exclusive ``flock`` on
+the folder itself (no lock file is added to a store, so opening another tool's store writes
+nothing), and the kernel drops the lock when the process dies, however it dies.
+
+Nothing a writer saves touches the live hierarchy until a commit. New values are written
+into the store's own control folder ``.holdall/`` (``stage/<key>/...``), then a commit:
+
+1. writes the journal ``.holdall/journal.json`` (atomically) listing the subtrees to move in
+   and the ones to drop: from here on the commit happens, whatever kills the process;
+2. moves each replaced or dropped live subtree into ``.holdall/trash/<key>``, then each staged
+   subtree into place (renames within one filesystem), then the root documents;
+3. removes the journal, then empties the trash: files holdall wrote (Zarr documents and
+   chunks) are deleted, any other file is moved back to where it was.
+
+The next writer to open the folder finishes a commit that has a journal and drops a staged
+one that has none, so a crash leaves the old state or the new one. The control folder is
+removed when the store closes, so a closed store is a plain Zarr hierarchy.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import json
+import os
+import re
+import shutil
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+from holdall._core.atomic import atomic_write_bytes, fsync_dir
+from holdall.errors import CorruptedFileError, StorageLockedError, UnsafePathError
+
+__all__ = [
+    "CONTROL",
+    "ROOT_STAGE",
+    "WorkingDirectory",
+    "ensure_not_symlink",
+    "is_zarr_owned",
+    "read_no_follow",
+    "safe_parent",
+]
+
+#: The control folder inside a store being written.
+CONTROL = ".holdall"
+#: Where root documents are staged (key segments cannot start with ``__``).
+ROOT_STAGE = "__root__"
+_DOC_NAMES = frozenset({"zarr.json", ".zarray", ".zgroup", ".zattrs", ".zmetadata"})
+_CHUNK_NAME = re.compile(r"^(c|\d+(\.\d+)*)$")
+_FIRST_POLL_S = 0.001
+_MAX_POLL_S = 0.05
+
+
+def is_zarr_owned(relative_parts: tuple[str, ...], *, in_array: bool) -> bool:
+    """True for a file holdall may delete: a Zarr document, or a chunk below an array folder."""
+    name = relative_parts[-1]
+    if name in _DOC_NAMES:
+        return True
+    return in_array and all(_CHUNK_NAME.match(part) for part in relative_parts)
+
+
+def safe_parent(root: Path, relative: str) -> Path:
+    """The folder that will hold `relative` below `root`, refusing symbolic links on the way.
+
+    Raises `UnsafePathError` when a folder between `root` and the target is a symlink: a
+    write or a rename through it would land outside the store.
+    """
+    current = root
+    for part in relative.split("/")[:-1]:
+        current = current / part
+        if current.is_symlink():
+            raise UnsafePathError(
+                f"{current} is a symbolic link inside the store {root}; holdall never writes, "
+                "moves or deletes through a link. Remove the link, or open the store it points to",
+                path=str(current),
+            )
+    return current
+
+
+def _lock_holder(inode: int) -> str:
+    """Who holds an ``flock`` on the file with inode `inode`, read from /proc/locks."""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/locks").read_text().splitlines():
+            fields = line.split()
+            if len(fields) > 5 and fields[1] == "FLOCK" and fields[5].endswith(f":{inode}"):
+                return f"process {fields[4]}"
+    return "another process"
+
+
+class WorkingDirectory:
+    """The lock and the commit protocol of one local store folder (see the module docstring)."""
+
+    def __init__(self, root: Path, *, fsync: bool = False) -> None:
+        self.root = root
+        self.control = root / CONTROL
+        self.stage = self.control / "stage"
+        self.trash = self.control / "trash"
+        self.tmp = self.control / "tmp"
+        self.journal = self.control / "journal.json"
+        self._fsync = fsync
+        self._fd: int | None = None
+
+    # ----------------------------------------------------------------- lock
+
+    def lock(self, *, timeout_s: float, create: bool) -> bool:
+        """Take the writer lock, creating the folder when `create`; True when it was created.
+
+        Waits at most `timeout_s` for another writer, then raises `StorageLockedError`
+        naming it. A folder removed or replaced while we waited is opened again.
+        """
+        start = time.monotonic()
+        poll = _FIRST_POLL_S
+        created = False
+        while True:
+            if create:
+                try:
+                    self.root.mkdir(parents=True)
+                    created = True
+                except FileExistsError:
+                    pass
+            fd = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                waited = time.monotonic() - start
+                inode = os.fstat(fd).st_ino
+                os.close(fd)
+                if waited >= timeout_s:
+                    raise StorageLockedError(
+                        f"{self.root} is being written by {_lock_holder(inode)}: could not take "
+                        f"its write lock within {timeout_s:g} s. Wait for that writer to close "
+                        "the store, or pass a longer lock_timeout",
+                        path=str(self.root),
+                        waited_s=waited,
+                    ) from None
+                time.sleep(min(poll, max(timeout_s - waited, 0.0)))
+                poll = min(poll * 2, _MAX_POLL_S)
+                continue
+            try:
+                same = os.stat(self.root, follow_symlinks=True).st_ino == os.fstat(fd).st_ino
+            except FileNotFoundError:
+                same = False
+            if same:
+                self._fd = fd
+                return created
+            # The folder we locked was removed (its writer finished): lock the new one.
+            os.close(fd)
+            created = False
+
+    def unlock(self) -> None:
+        """Release the writer lock (a no-op when not held)."""
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            os.close(fd)
+
+    def try_lock(self) -> bool:
+        """Take the lock only if nobody holds it (for readers finishing a crashed commit)."""
+        fd = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return False
+        self._fd = fd
+        return True
+
+    @property
+    def locked(self) -> bool:
+        """True while this instance holds the writer lock."""
+        return self._fd is not None
+
+    # ----------------------------------------------------------------- staging
+
+    def staged(self, relative: str) -> Path:
+        """Where the file or folder `relative` (a store path) is staged."""
+        return self.stage.joinpath(*relative.split("/"))
+
+    def write_staged(self, relative: str, data: bytes | bytearray | memoryview) -> None:
+        """Write one staged file (the stage is private to this writer: no temporary name)."""
+        target = self.staged(relative)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with open(target, "wb") as handle:
+            handle.write(data)
+            if self._fsync:
+                handle.flush()
+                os.fsync(handle.fileno())
+
+    def discard_staged(self, relative: str) -> None:
+        """Forget what is staged at `relative` (a replaced or failed write)."""
+        target = self.staged(relative)
+        if target.is_dir() and not target.is_symlink():
+            shutil.rmtree(target)
+        else:
+            with contextlib.suppress(FileNotFoundError):
+                target.unlink()
+
+    # ----------------------------------------------------------------- commit
+
+    def commit(self, moves: list[str], deletes: list[str], root_files: Iterable[str]) -> None:
+        """Make the staged `moves`, the `deletes` and the staged root files live, crash-safely.
+
+        `moves` and `deletes` are store paths none of which lies below another; root files
+        are staged under ``__root__/``.
+        """
+        for path in (*moves, *deletes):
+            safe_parent(self.root, f"{path}/leaf")
+        journal = {"moves": moves, "deletes": deletes, "root": sorted(root_files)}
+        atomic_write_bytes(
+            self.journal, json.dumps(journal).encode(), fsync=self._fsync, temp_dir=self.tmp
+        )
+        self._apply(journal)
+        self.journal.unlink()
+        if self._fsync:
+            fsync_dir(self.control)
+        self._empty_trash()
+        shutil.rmtree(self.stage, ignore_errors=True)
+
+    def recover(self) -> None:
+        """Finish a commit a dead writer journaled, drop what it staged without one."""
+        if not self.control.is_dir() or self.control.is_symlink():
+            return
+        if self.journal.exists():
+            try:
+                journal = json.loads(self.journal.read_bytes())
+                if not isinstance(journal, dict):
+                    raise ValueError("not an object")
+            except (ValueError, UnicodeDecodeError) as err:
+                raise CorruptedFileError(
+                    f"{self.journal} (the commit record of an interrupted write) is damaged: "
+                    f"{err}; move it away to open the store as it is",
+                    path=str(self.journal),
+                ) from err
+            self._apply(journal)
+            self.journal.unlink()
+        self._empty_trash()
+        self.remove_control()
+
+    def _apply(self, journal: dict[str, list[str]]) -> None:
+        """Carry out a journal; every step can run again after a crash (idempotent)."""
+        moves = journal.get("moves", [])
+        for path in [*journal.get("deletes", []), *moves]:
+            live = self.root.joinpath(*path.split("/"))
+            if path in moves and not self.staged(path).exists():
+                continue  # already moved in
+            if os.path.lexists(live):
+                trash = self.trash.joinpath(*path.split("/"))
+                trash.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(live, trash)
+        for path in moves:
+            staged = self.staged(path)
+            if staged.exists():
+                live = self.root.joinpath(*path.split("/"))
+                live.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(staged, live)
+        for name in journal.get("root", []):
+            staged = self.staged(f"{ROOT_STAGE}/{name}")
+            if staged.exists():
+                os.replace(staged, self.root / name)
+        if self._fsync:
+            fsync_dir(self.root)
+
+    def _empty_trash(self) -> None:
+        """Delete holdall's files in the trash; move every other file back where it was."""
+        if not self.trash.is_dir():
+            return
+        owned, other = _sort_files(self.trash)
+        for path in owned:
+            path.unlink()
+        for path in other:
+            relative = path.relative_to(self.trash)
+            back = self.root / relative
+            with contextlib.suppress(OSError):
+                safe_parent(self.root, relative.as_posix()).mkdir(parents=True, exist_ok=True)
+                if not os.path.lexists(back):
+                    os.replace(path, back)
+        shutil.rmtree(self.trash, ignore_errors=True)
+
+    # ----------------------------------------------------------------- removal
+
+    def remove_control(self) -> None:
+        """Remove the control folder (at close: nothing in it is needed any more)."""
+        if self.control.is_dir() and not self.control.is_symlink():
+            shutil.rmtree(self.control)
+
+    def remove_owned(self, keep: Callable[[Path], bool]) -> list[Path]:
+        """Delete holdall's files of the store and empty folders; return the files kept.
+
+        A file is holdall's when it is a Zarr document or a chunk below an array folder, or
+        `metadata.json` at the root; `keep` may protect more. Symbolic links are removed as
+        links, never followed.
+        """
+        self.remove_control()
+        owned, kept = _sort_files(self.root)
+        metadata = self.root / "metadata.json"
+        if metadata in kept:
+            kept.remove(metadata)
+            owned.append(metadata)
+        for path in owned:
+            if keep(path):
+                kept.append(path)
+            else:
+                path.unlink()
+        for folder, _dirs, _files in os.walk(self.root, topdown=False):
+            with contextlib.suppress(OSError):
+                os.rmdir(folder)
+        return kept
+
+
+def _walk_files(top: Path) -> list[Path]:
+    """Every file and symlink below `top` (links are listed, never followed)."""
+    found: list[Path] = []
+    for folder, dirs, files in os.walk(top):
+        base = Path(folder)
+        found.extend(base / name for name in files)
+        found.extend(base / name for name in dirs if (base / name).is_symlink())
+    return found
+
+
+def _sort_files(top: Path) -> tuple[list[Path], list[Path]]:
+    """The files below `top` split into (holdall's: Zarr documents and chunks, the others)."""
+    arrays: set[Path] = set()
+    for folder, _dirs, files in os.walk(top):
+        base = Path(folder)
+        if ".zarray" in files or ("zarr.json" in files and _is_v3_array(base / "zarr.json")):
+            arrays.add(base)
+    owned: list[Path] = []
+    other: list[Path] = []
+    for path in _walk_files(top):
+        parts = path.relative_to(top).parts
+        in_array = False
+        for depth in range(len(parts) - 1, -1, -1):
+            if top.joinpath(*parts[:depth]) in arrays:
+                parts, in_array = parts[depth:], True
+                break
+        (owned if is_zarr_owned(parts, in_array=in_array) else other).append(path)
+    return owned, other
+
+
+def _is_v3_array(document: Path) -> bool:
+    try:
+        return bool(json.loads(document.read_bytes()).get("node_type") == "array")
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def ensure_not_symlink(path: Path) -> None:
+    """Raise `UnsafePathError` when `path` itself is a symbolic link."""
+    if path.is_symlink():
+        raise UnsafePathError(
+            f"{path} is a symbolic link inside a store; holdall never packs or writes through "
+            "a link",
+            path=str(path),
+        )
+
+
+def read_no_follow(path: Path) -> bytes | None:
+    """The bytes of `path`, refusing a final symbolic link; None when missing."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return None
+    except OSError as err:
+        if err.errno == errno.ELOOP:
+            ensure_not_symlink(path)
+        raise
+    with os.fdopen(fd, "rb") as handle:
+        return handle.read()

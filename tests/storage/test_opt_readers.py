@@ -1,0 +1,119 @@
+"""Every Zarr reader opens what OptStorage writes by default: zarr-python, xarray, tensorstore."""
+
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import xarray as xr
+import zarr
+
+from holdall import OptStorage
+
+tensorstore = pytest.importorskip("tensorstore", reason="tensorstore is in the test extra")
+
+_DTYPES = [
+    "bool",
+    "int8",
+    "int16",
+    "int32",
+    "int64",
+    "uint8",
+    "uint16",
+    "uint32",
+    "uint64",
+    "float16",
+    "float32",
+    "float64",
+    "complex64",
+    "complex128",
+    ">i4",
+    ">f8",
+]
+
+
+def _arrays() -> dict[str, np.ndarray[Any, Any]]:
+    rng = np.random.default_rng(3)
+    arrays: dict[str, np.ndarray[Any, Any]] = {}
+    for dtype in _DTYPES:
+        name = dtype.replace(">", "be_")
+        values = rng.integers(0, 100, size=(40, 3)).astype(dtype)
+        arrays[name] = values
+        arrays[f"{name}_large"] = rng.integers(0, 100, size=300_000).astype(dtype)
+    arrays["index_int32"] = np.arange(400_000, dtype=np.int32)
+    arrays["scalar"] = np.array(2.5)
+    return arrays
+
+
+@pytest.mark.parametrize(
+    ("zarr_format", "compression"), [(3, "default"), (2, "default"), (2, "zstd12"), (3, "none")]
+)
+def test_tensorstore_reads_every_numeric_array(
+    tmp_path: Path, zarr_format: int, compression: str
+) -> None:
+    path = tmp_path / "s.zarr"
+    arrays = _arrays()
+    with OptStorage(path, zarr_format=zarr_format, compression=compression) as store:  # type: ignore[arg-type]
+        for name, values in arrays.items():
+            store.save_data(name, values)
+    driver = "zarr3" if zarr_format == 3 else "zarr"
+    for name, values in arrays.items():
+        opened = tensorstore.open(
+            {"driver": driver, "kvstore": {"driver": "file", "path": str(path / name)}}, open=True
+        ).result()
+        np.testing.assert_array_equal(opened.read().result(), values, err_msg=name)
+
+
+def test_zarr_python_opens_a_default_store_without_a_warning(tmp_path: Path) -> None:
+    path = tmp_path / "s.zarr"
+    arrays = _arrays()
+    with OptStorage(path) as store:
+        for name, values in arrays.items():
+            store.save_data(name, values)
+        store.save_data("labels", ["a", "bb"])
+        store.compress_store()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        group = zarr.open_group(zarr.storage.ZipStore(f"{path}.data", mode="r"), mode="r")
+        for name, values in arrays.items():
+            np.testing.assert_array_equal(group[name][...], values, err_msg=name)
+        dataset = xr.open_zarr(zarr.storage.ZipStore(f"{path}.data", mode="r"))
+        np.testing.assert_array_equal(dataset["index_int32"].values, arrays["index_int32"])
+
+
+def test_default_v3_chunks_carry_a_crc32c_and_no_codec_outside_the_core_spec(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "s.zarr"
+    with OptStorage(path) as store:
+        store.save_data("ints", np.arange(10**6, dtype=np.int64))
+        store.save_data("floats", np.linspace(0, 1, 1000, dtype=np.float32))
+    core = {
+        "bytes",
+        "transpose",
+        "blosc",
+        "zstd",
+        "gzip",
+        "crc32c",
+        "sharding_indexed",
+        "vlen-utf8",
+    }
+    for name in ("ints", "floats"):
+        codecs = json.loads((path / name / "zarr.json").read_text())["codecs"]
+        assert {codec["name"] for codec in codecs} <= core
+        assert codecs[-1]["name"] == "crc32c"
+
+
+def test_the_delta_filter_is_an_explicit_opt_in(tmp_path: Path) -> None:
+    path = tmp_path / "s.zarr"
+    values = np.arange(0, 3 * 10**5, 3, dtype=np.int32)
+    with OptStorage(path, delta=True) as store:
+        store.save_data("a", values)
+    codecs = json.loads((path / "a" / "zarr.json").read_text())["codecs"]
+    assert codecs[0]["name"] == "numcodecs.delta"
+    with OptStorage(path, mode="r") as store:
+        np.testing.assert_array_equal(store.load_data("a"), values)
