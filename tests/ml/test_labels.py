@@ -38,19 +38,24 @@ def _fill(labels: LabelStorage) -> None:
 def _check(labels: LabelStorage) -> None:
     assert labels.load_graph_label("part_class") == (3, "bracket")
     codes, texts = labels.load_graph_nodes_labels("machining")
-    assert codes.dtype == np.int64 and codes.tolist() == [0, 1, 1, 2, 0, 2]
+    assert codes.dtype == np.int64
+    assert codes.tolist() == [0, 1, 1, 2, 0, 2]
     assert texts == {0: "stock", 1: "hole", 2: "slot"}
     assert labels.load_graph_nodes_labels("segmentation").codes.tolist() == list(range(6))
     assert labels.load_graph_nodes_labels("segmentation").descriptions == {}
     convexity = labels.load_graph_edges_labels("convexity")
-    assert convexity.codes.tolist() == [1] * 9 and convexity.descriptions == {1: "convex"}
+    assert convexity.codes.tolist() == [1] * 9
+    assert convexity.descriptions == {1: "convex"}
     fillet = labels.load_graph_edges_labels("fillet")
     assert fillet.codes.tolist() == [-1, -1, 4, -1, -1, -1, -1, 5, -1]
     sparse = labels.load_sparse_graph_edge_label("fillet")
-    assert sparse.indices.tolist() == [7, 2] and sparse.labels.tolist() == [5, 4]
-    assert sparse.default_label == -1 and sparse.descriptions == {5: "fillet", 4: "chamfer"}
+    assert sparse.indices.tolist() == [7, 2]
+    assert sparse.labels.tolist() == [5, 4]
+    assert sparse.default_label == -1
+    assert sparse.descriptions == {5: "fillet", 4: "chamfer"}
     defects = labels.load_sparse_graph_node_label("defects")
-    assert defects.indices.tolist() == [4] and defects.descriptions == {9: "crack"}
+    assert defects.indices.tolist() == [4]
+    assert defects.descriptions == {9: "crack"}
     assert labels.load_graph_nodes_labels("defects").codes.tolist() == [0, 0, 0, 0, 9, 0]
     assert labels.list_ml_tasks() == sorted(
         ["part_class", "machining", "segmentation", "convexity", "fillet", "defects"]
