@@ -14,6 +14,7 @@ __all__ = [
     "CollectiveMismatchError",
     "ConversionError",
     "CorruptedFileError",
+    "EpochNotFoundError",
     "HoldallError",
     "HoldallWarning",
     "IntegrityError",
@@ -223,3 +224,15 @@ class BackendUnavailableError(HoldallError, ImportError):
     def __init__(self, message: str, *, extra: str | None = None) -> None:
         super().__init__(message)
         self.extra = extra
+
+
+class EpochNotFoundError(KeyNotFoundError, ValueError):
+    """A metric has no value at the epoch asked for.
+
+    Both a `KeyError` (like every missing key) and a `ValueError` (what the seed's
+    ``pull_category_metric`` and ``pull_matrix_metric`` raise for an unknown epoch).
+    """
+
+    def __init__(self, message: str, *, key: str | None = None, epoch: int | None = None) -> None:
+        super().__init__(message, key=key)
+        self.epoch = epoch
