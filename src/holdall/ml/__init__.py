@@ -2,7 +2,16 @@
 
 from __future__ import annotations
 
+from holdall.ml.explorer import ConfusionStatistics, MetricExplorer
 from holdall.ml.labels import LabelSet, LabelStorage, SparseLabels
 from holdall.ml.metrics import MetricStorage, Trend
 
-__all__ = ["LabelSet", "LabelStorage", "MetricStorage", "SparseLabels", "Trend"]
+__all__ = [
+    "ConfusionStatistics",
+    "LabelSet",
+    "LabelStorage",
+    "MetricExplorer",
+    "MetricStorage",
+    "SparseLabels",
+    "Trend",
+]

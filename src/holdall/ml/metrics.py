@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import copy
 import math
+import os
 import threading
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Literal, NamedTuple, cast
@@ -174,6 +175,7 @@ class MetricStorage(Closing):
         self._kinds: dict[str, MetricKind] = {}  # metric name -> its kind
         self._encoded: dict[str, str] = {}
         self._index: dict[str, dict[str, Any]] = {kind: {} for kind in KINDS}
+        self._labels: dict[str, list[str]] = {}  # matrix name -> class labels
         self._epochs_of: dict[tuple[str, str], list[Array]] = {}  # (kind, name) -> per segment
         self._segment_cache: dict[str, dict[str, Any]] = {}
         self._load_index()
@@ -197,6 +199,8 @@ class MetricStorage(Closing):
                 self._index[kind][encoded] = entry
                 self._kinds[entry["name"]] = kind
                 self._encoded[entry["name"]] = encoded
+                if "labels" in entry:
+                    self._labels[entry["name"]] = list(entry["labels"])
 
     # ----------------------------------------------------------------- lifecycle
 
@@ -318,8 +322,14 @@ class MetricStorage(Closing):
             per_epoch[epoch] = (labels.copy(), numbers)
             self._added(1, numbers.nbytes + labels.nbytes)
 
-    def push_matrix_metric(self, name: str, epoch: int, matrix: Any) -> None:
-        """Record the 2-D array `matrix` of metric `name` at `epoch` (confusion matrix...)."""
+    def push_matrix_metric(
+        self, name: str, epoch: int, matrix: Any, *, class_labels: Sequence[str] | None = None
+    ) -> None:
+        """Record the 2-D array `matrix` of metric `name` at `epoch` (confusion matrix...).
+
+        `class_labels` (an addition to the seed) names the rows and columns; plots and the
+        report show them. The latest labels given for a metric are kept.
+        """
         with self._lock:
             self._check_open()
             name = self._name(name, "matrix")
@@ -335,6 +345,16 @@ class MetricStorage(Closing):
                 array = array.astype(np.int64)
             if array.dtype.kind == "f" and self._store.rejects_nan and np.isnan(array).any():
                 self._nan(name, epoch)
+            if class_labels is not None:
+                labels = [str(label) for label in class_labels]
+                if len(labels) < max(array.shape) or len(set(labels)) != len(labels):
+                    raise InvalidValueError(
+                        f"metric {name!r} epoch {epoch}: {len(labels)} class labels for a "
+                        f"{array.shape[0]}x{array.shape[1]} matrix; give one distinct label "
+                        "per row and column",
+                        key=name, expected=max(array.shape), got=labels,
+                    )  # fmt: skip
+                self._labels[name] = labels
             self._kinds[name] = "matrix"
             self._buffer.matrix.setdefault(name, {})[epoch] = array
             self._added(1, array.nbytes)
@@ -454,6 +474,9 @@ class MetricStorage(Closing):
                 save(self._new_segment(index, "matrix", name),
                      {"epoch": np.array(epochs, dtype=np.int64),
                       "values": np.stack([matrices[e] for e in epochs])})  # fmt: skip
+        for name in buffered.matrix:
+            if name in self._labels:
+                index["matrix"][self._encoded[name]]["labels"] = self._labels[name]
         for name, results in buffered.predictions.items():
             entry = index["predictions"].setdefault(self._encoded[name], {"name": name, "ids": {}})
             entry["ids"] = dict(entry["ids"])
@@ -470,6 +493,13 @@ class MetricStorage(Closing):
         with self._lock:
             self._check_open()
             return sorted(n for n, k in self._kinds.items() if kind is None or k == kind)
+
+    def class_labels(self, name: str) -> list[str] | None:
+        """The class labels given with matrix metric `name`, or None."""
+        with self._lock:
+            self._known(name, "matrix")
+            labels = self._labels.get(name)
+            return list(labels) if labels is not None else None
 
     def metric_kind(self, name: str) -> MetricKind:
         """The kind of metric `name` (``"trend"``, ``"category"``, ``"matrix"``, ``"predictions"``)."""
@@ -622,7 +652,7 @@ class MetricStorage(Closing):
         names: str | Sequence[str],
         epoch: int | None = None,
         *,
-        path: str | None = None,
+        path: str | os.PathLike[str] | None = None,
         log_scale: bool | None = None,
         class_labels: Sequence[str] | None = None,
     ) -> Figure:
