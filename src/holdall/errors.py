@@ -21,6 +21,7 @@ __all__ = [
     "InvalidKeyError",
     "InvalidValueError",
     "KeyNotFoundError",
+    "PathNotFoundError",
     "ReadOnlyStorageError",
     "SchemaError",
     "SchemaVersionError",
@@ -236,3 +237,11 @@ class EpochNotFoundError(KeyNotFoundError, ValueError):
     def __init__(self, message: str, *, key: str | None = None, epoch: int | None = None) -> None:
         super().__init__(message, key=key)
         self.epoch = epoch
+
+
+class PathNotFoundError(HoldallError, FileNotFoundError):
+    """A file or folder that was named as input (a folder to scan, a listed file) does not exist."""
+
+    def __init__(self, message: str, *, path: str | None = None) -> None:
+        super().__init__(message)
+        self.path = path
