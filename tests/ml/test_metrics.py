@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -16,6 +17,7 @@ import pytest
 from holdall import DataStorage, JsonStorageHandler, MemoryStorage, OptStorage
 from holdall.errors import (
     ClosedStorageError,
+    CorruptedFileError,
     EpochNotFoundError,
     InvalidKeyError,
     InvalidValueError,
@@ -311,3 +313,50 @@ def test_garbage_collected_storage_flushes(tmp_path: Path) -> None:
     assert metrics.pull_trend_metric("loss").values.tolist() == [1.5]
     metrics.close()
     assert os.path.isdir(tmp_path / "run.zarr")
+
+
+def test_a_damaged_index_is_reported() -> None:
+    store = MemoryStorage()
+    store.save_metadata("metrics_index", [1, 2])
+    with pytest.raises(CorruptedFileError, match="not a metrics index"):
+        MetricStorage(store)
+    store.save_metadata("metrics_index", {"trend": {"loss": {"segments": 1}}})
+    with pytest.raises(CorruptedFileError, match="the trend entry 'loss'"):
+        MetricStorage(store)
+
+
+def test_a_failed_flush_keeps_the_points_buffered(monkeypatch: pytest.MonkeyPatch) -> None:
+    store = MemoryStorage()
+    metrics = MetricStorage(store)
+    metrics.push_trend_metric("loss", 0, 1.0)
+    metrics.push_matrix_metric("cm", 0, [[1]])
+
+    def disk_full(key: str, value: object) -> None:
+        raise OSError("No space left on device")
+
+    monkeypatch.setattr(store, "save_metadata", disk_full)
+    with pytest.raises(OSError, match="No space"):
+        metrics.flush()
+    monkeypatch.undo()
+    metrics.push_trend_metric("loss", 1, 2.0)  # pushed after the failure
+    metrics.flush()
+    again = MetricStorage(store)
+    assert again.pull_trend_metric("loss").values.tolist() == [1.0, 2.0]
+    assert again.pull_matrix_metric("cm", 0).tolist() == [[1]]
+
+
+def test_pushes_from_several_threads_all_arrive() -> None:
+    metrics = MetricStorage(MemoryStorage(), flush_every=500)
+
+    def log(thread: int) -> None:
+        for step in range(2000):
+            metrics.push_trend_metric(f"loss_{thread % 2}", thread * 10_000 + step, float(step))
+
+    workers = [threading.Thread(target=log, args=(n,)) for n in range(4)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    metrics.flush()
+    assert len(metrics.pull_trend_metric("loss_0").epochs) == 4000
+    assert len(metrics.pull_trend_metric("loss_1").epochs) == 4000

@@ -12,9 +12,9 @@ from holdall.ml import MetricStorage
 
 pytest.importorskip("tensorboard")
 
-from tensorboard.backend.event_processing.event_accumulator import EventAccumulator  # noqa: E402
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from holdall.ml.tensorboard import export_tensorboard  # noqa: E402
+from holdall.ml.tensorboard import export_tensorboard
 
 
 def test_trend_and_category_metrics_open_in_tensorboard(tmp_path: Path) -> None:

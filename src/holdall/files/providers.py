@@ -67,13 +67,17 @@ class StorageProvider(ABC):
     """Abstract source of input files."""
 
     @abstractmethod
-    def iter_files(self) -> Iterator[FileEntry]:
-        """Every file this provider sees, in no particular order, each once."""
+    def iter_files(self, suffixes: tuple[str, ...] | None = None) -> Iterator[FileEntry]:
+        """Every file this provider sees, in no particular order, each once.
+
+        With `suffixes` (lower case, with their dot, as `parse_extensions` gives them) only
+        files whose name ends with one of them in any case; providers filter as early as they
+        can, before building entries.
+        """
 
     def list_files(self, extensions: Iterable[str] | str | None = None) -> list[str]:
         """Paths of the files whose name ends with one of `extensions` (any case), sorted."""
-        suffixes = parse_extensions(extensions)
-        return sorted(e.path for e in self.iter_files() if has_extension(e.relative, suffixes))
+        return sorted(entry.path for entry in self.iter_files(parse_extensions(extensions)))
 
 
 class LocalStorageProvider(StorageProvider):
@@ -106,13 +110,13 @@ class LocalStorageProvider(StorageProvider):
                 path=self.directory_path,
             )
 
-    def iter_files(self) -> Iterator[FileEntry]:
+    def iter_files(self, suffixes: tuple[str, ...] | None = None) -> Iterator[FileEntry]:
         # docstring inherited
         if os.path.isdir(self.directory_path):
-            return self._scan()
-        return self._listed()
+            return self._scan(suffixes)
+        return (e for e in self._listed() if has_extension(e.relative, suffixes))
 
-    def _scan(self) -> Iterator[FileEntry]:
+    def _scan(self, suffixes: tuple[str, ...] | None) -> Iterator[FileEntry]:
         root = self.directory_path
         start = os.stat(root)
         seen = {(start.st_dev, start.st_ino)}
@@ -124,15 +128,17 @@ class LocalStorageProvider(StorageProvider):
             except PermissionError:
                 continue  # an unreadable folder holds nothing we can open either
             for entry in entries:
-                relative = prefix + entry.name
+                name = entry.name
                 try:
                     if entry.is_dir(follow_symlinks=self.follow_symlinks):
                         info = entry.stat(follow_symlinks=True)
                         if (info.st_dev, info.st_ino) not in seen:
                             seen.add((info.st_dev, info.st_ino))
-                            pending.append((entry.path, relative + "/"))
-                    elif entry.is_file(follow_symlinks=True):
-                        yield FileEntry(entry.path, relative)
+                            pending.append((entry.path, prefix + name + "/"))
+                    elif (suffixes is None or name.lower().endswith(suffixes)) and entry.is_file(
+                        follow_symlinks=True
+                    ):
+                        yield FileEntry(entry.path, prefix + name)
                 except OSError:
                     continue  # a link to nothing, or a file removed while scanning
 
@@ -182,8 +188,9 @@ class FsspecStorageProvider(StorageProvider):
         self.url = location.url
         self._location = location
 
-    def iter_files(self) -> Iterator[FileEntry]:
+    def iter_files(self, suffixes: tuple[str, ...] | None = None) -> Iterator[FileEntry]:
         # docstring inherited
         self._location.fs.invalidate_cache(self._location.path)
         for relative, _size in self._location.list_files():
-            yield FileEntry(self._location.child(relative).url, relative)
+            if has_extension(relative, suffixes):
+                yield FileEntry(self._location.child(relative).url, relative)

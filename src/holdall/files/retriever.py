@@ -7,7 +7,7 @@ import re
 from collections.abc import Callable, Iterable
 
 from holdall.errors import InvalidValueError
-from holdall.files.providers import StorageProvider, has_extension, parse_extensions
+from holdall.files.providers import StorageProvider, parse_extensions
 
 __all__ = ["CADFileRetriever"]
 
@@ -56,8 +56,8 @@ class CADFileRetriever:
         self._matches = self._matcher(filter_pattern, use_regex)
 
     @staticmethod
-    def _matcher(pattern: str | None, use_regex: bool) -> Callable[[str, str], bool] | None:
-        """A test of (file name, relative path), or None when every file matches."""
+    def _matcher(pattern: str | None, use_regex: bool) -> Callable[[str], bool] | None:
+        """A test of a relative path, or None when every file matches."""
         if pattern is None:
             return None
         if not isinstance(pattern, str) or pattern == "":
@@ -72,22 +72,20 @@ class CADFileRetriever:
                     f"filter_pattern {pattern!r} is not a valid regular expression: {err}",
                     expected="a Python regular expression", got=pattern,
                 ) from err  # fmt: skip
-            return lambda _name, relative: compiled.search(relative) is not None
-        compiled = re.compile(fnmatch.translate(pattern))
+            return lambda relative: compiled.search(relative) is not None
+        glob = re.compile(fnmatch.translate(pattern))
         if "/" in pattern:
-            return lambda _name, relative: compiled.match(relative) is not None
-        return lambda name, _relative: compiled.match(name) is not None
+            return lambda relative: glob.match(relative) is not None
+        # The file name is what follows the last '/': match from there, without slicing.
+        return lambda relative: glob.match(relative, relative.rfind("/") + 1) is not None
 
     def get_file_list(self) -> list[str]:
         """Paths of the selected files, sorted (the same order on every run and machine)."""
-        suffixes, matches = self.formats, self._matches
-        selected = []
-        for entry in self.storage_provider.iter_files():
-            relative = entry.relative
-            if not has_extension(relative, suffixes):
-                continue
-            if matches is not None and not matches(relative.rsplit("/", 1)[-1], relative):
-                continue
-            selected.append(entry.path)
+        entries = self.storage_provider.iter_files(self.formats)
+        matches = self._matches
+        if matches is None:
+            selected = [entry.path for entry in entries]
+        else:
+            selected = [entry.path for entry in entries if matches(entry.relative)]
         selected.sort()
         return selected

@@ -168,7 +168,7 @@ class MetricStorage(Closing):
         self._flush_every = flush_every
         self._flush_bytes = flush_bytes
         self._lock = threading.RLock()
-        self._closed = False
+        self._closed = True  # until the index is read: a failed __init__ must not close the store
         self._buffer = _Buffered()
         self._pending = 0
         self._pending_bytes = 0
@@ -179,6 +179,7 @@ class MetricStorage(Closing):
         self._epochs_of: dict[tuple[str, str], list[Array]] = {}  # (kind, name) -> per segment
         self._segment_cache: dict[str, dict[str, Any]] = {}
         self._load_index()
+        self._closed = False
         # This object closes the store (after a last flush), so the store itself must not be
         # closed first at interpreter exit.
         forget_at_exit(store)
@@ -196,6 +197,13 @@ class MetricStorage(Closing):
             )
         for kind in KINDS:
             for encoded, entry in index.get(kind, {}).items():
+                field = "ids" if kind == "predictions" else "segments"
+                if not (isinstance(entry, dict) and isinstance(entry.get("name"), str)
+                        and field in entry and encode_name(entry["name"]) == encoded):  # fmt: skip
+                    raise CorruptedFileError(
+                        f"metadata {INDEX_METADATA_KEY!r} of {self._store!r}: the {kind} entry "
+                        f"{encoded!r} is {entry!r}, expected {{'name': ..., {field!r}: ...}}"
+                    )
                 self._index[kind][encoded] = entry
                 self._kinds[entry["name"]] = kind
                 self._encoded[entry["name"]] = encoded
