@@ -90,6 +90,9 @@ def test_text_file_listing_paths(tmp_path: Path) -> None:
         LocalStorageProvider(listing).list_files()
     with pytest.raises(PathNotFoundError, match="does not exist"):
         LocalStorageProvider(tmp_path / "absent")
+    (root / "part.step.bin").write_bytes(b"\xff\xfe\x00binary")
+    with pytest.raises(InvalidValueError, match="neither a folder nor a UTF-8 text file"):
+        LocalStorageProvider(root / "part.step.bin").list_files()
 
 
 def test_fsspec_provider_lists_an_s3_prefix(s3_server: dict[str, Any], s3_prefix: str) -> None:

@@ -128,6 +128,8 @@ def test_pushes_wait_in_memory_until_flush(tmp_path: Path) -> None:
         metrics.push_trend_metric("loss", 1, 1.0)
     with pytest.raises(ClosedStorageError):
         metrics.pull_trend_metric("loss")
+    with pytest.raises(ClosedStorageError):
+        metrics.flush()
 
 
 def test_latest_push_of_an_epoch_wins_across_flushes() -> None:

@@ -144,8 +144,15 @@ class LocalStorageProvider(StorageProvider):
 
     def _listed(self) -> Iterator[FileEntry]:
         base = os.path.dirname(self.directory_path)
-        with open(self.directory_path, encoding="utf-8") as listing:
-            lines = listing.read().splitlines()
+        try:
+            with open(self.directory_path, encoding="utf-8") as listing:
+                lines = listing.read().splitlines()
+        except UnicodeDecodeError as err:
+            raise InvalidValueError(
+                f"{self.directory_path} is neither a folder nor a UTF-8 text file listing "
+                f"paths ({err.reason} at byte {err.start})",
+                got=self.directory_path,
+            ) from err
         seen: set[str] = set()
         for number, line in enumerate(lines, start=1):
             text = line.strip()

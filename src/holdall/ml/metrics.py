@@ -422,9 +422,9 @@ class MetricStorage(Closing):
         write fails, the points stay buffered and the error is raised.
         """
         with self._lock:
+            self._check_open()
             if self._buffer.empty():
                 return
-            self._check_open()
             buffered, self._buffer = self._buffer, _Buffered()
             index = {kind: {k: dict(v) for k, v in entries.items()}
                      for kind, entries in self._index.items()}  # fmt: skip
