@@ -362,3 +362,20 @@ def test_pushes_from_several_threads_all_arrive() -> None:
     metrics.flush()
     assert len(metrics.pull_trend_metric("loss_0").epochs) == 4000
     assert len(metrics.pull_trend_metric("loss_1").epochs) == 4000
+
+
+# OptStorage still writes numcodecs' delta for int arrays (the storage hardening changes that);
+# zarr-python warns about it on read, which is not what this test checks.
+@pytest.mark.filterwarnings("ignore::zarr.errors.ZarrUserWarning")
+def test_zarr_python_reads_the_segments(tmp_path: Path) -> None:
+    import zarr
+
+    metrics = MetricStorage(OptStorage(tmp_path / "m.zarr"))
+    for epoch in range(3):
+        metrics.push_trend_metric("val/loss", epoch, 0.5 * epoch)
+    metrics.push_matrix_metric("cm", 2, [[4, 1], [0, 5]])
+    metrics.close()
+    group = zarr.open_group(str(tmp_path / "m.zarr"), mode="r")
+    assert group["metrics/trend/val%2Floss/000000/value"][:].tolist() == [0.0, 0.5, 1.0]
+    assert group["metrics/trend/val%2Floss/000000/epoch"][:].tolist() == [0, 1, 2]
+    assert group["metrics/matrix/cm/000000/values"][:].tolist() == [[[4, 1], [0, 5]]]
