@@ -7,7 +7,7 @@ Four kinds of metric, each name of one kind:
 - matrix: one 2-D array per epoch (confusion or correlation matrix);
 - predictions: any storable value per data id.
 
-A push appends to an in-memory buffer (a few hundred nanoseconds); `flush` writes each
+A push appends to an in-memory buffer (a few microseconds); `flush` writes each
 metric's buffered points as one new *segment* (a few arrays) and then the index, so logging
 every step costs no I/O. `flush` runs by itself once `flush_every` points or `flush_bytes`
 bytes are buffered, on `close`, when the object is garbage collected and at interpreter exit.
