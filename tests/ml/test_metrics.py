@@ -379,3 +379,18 @@ def test_zarr_python_reads_the_segments(tmp_path: Path) -> None:
     assert group["metrics/trend/val%2Floss/000000/value"][:].tolist() == [0.0, 0.5, 1.0]
     assert group["metrics/trend/val%2Floss/000000/epoch"][:].tolist() == [0, 1, 2]
     assert group["metrics/matrix/cm/000000/values"][:].tolist() == [[[4, 1], [0, 5]]]
+
+
+def test_hostile_names_stay_inside_the_store(tmp_path: Path) -> None:
+    metrics = MetricStorage(OptStorage(tmp_path / "m.zarr"))
+    names = ["../escape", "/abs", "..", "a/b/../c", "naïve loss %2F"]
+    for number, name in enumerate(names):
+        metrics.push_trend_metric(name, 0, float(number))
+    metrics.push_predictions("p", "../../etc/passwd", np.zeros(1))
+    metrics.close()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["files_summary", "m.zarr"]
+    again = MetricStorage(OptStorage(tmp_path / "m.zarr"))
+    for number, name in enumerate(names):
+        assert again.pull_trend_metric(name).values.tolist() == [float(number)]
+    assert again.list_data_ids("p") == ["../../etc/passwd"]
+    again.close()
