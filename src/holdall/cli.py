@@ -139,6 +139,9 @@ def build_parser() -> argparse.ArgumentParser:
     from holdall.workspace._cli import add_workspace_parser
 
     add_workspace_parser(commands)
+    from holdall.ml._cli import add_metrics_parser
+
+    add_metrics_parser(commands, open_storage)
     return parser
 
 

@@ -27,6 +27,7 @@ import polars as pl
 from holdall._core.optional import import_optional
 from holdall.demo_models import MinMaxScaler, RidgeRegression, StandardScaler
 from holdall.errors import InvalidValueError
+from holdall.ml._demo import train_and_report
 from holdall.storage import DataStorage, JsonStorageHandler, OptStorage, convert_storage
 from holdall.workspace import ChainBuilder, WorkspaceStore
 
@@ -229,6 +230,8 @@ class DemoReport:
     """Folder of the part converted to JSON."""
     learning: LearningReport
     """The models trained on the archives and recorded in the workspace."""
+    metrics_report: Path | None = None
+    """HTML report of the face classifier's training metrics (None without matplotlib)."""
 
     def lines(self) -> list[str]:
         """The report as printed by the CLI."""
@@ -240,6 +243,7 @@ class DemoReport:
             f"one part as JSON: {self.json_dir}",
             f"try: holdall info {self.encoded_dir}/part_0000.zarr",
             *self.learning.lines(),
+            f"training curves and confusion matrices: {self.metrics_report or 'pip install holdall[plot] to draw them'}",
         ]
 
 
@@ -372,7 +376,7 @@ def _learn(out: Path, encoded: Path, parts: int, rng: np.random.Generator) -> Le
     )
 
 
-DEMO_OUTPUTS = ("encoded", "json", "workspace", "best_chain.n4a")
+DEMO_OUTPUTS = ("encoded", "json", "workspace", "best_chain.n4a", "metrics", "metrics_report.html")
 """What `run_demo` writes below its output folder (and replaces on the next run)."""
 
 
@@ -435,4 +439,5 @@ def run_demo(out: Path, parts: int, *, seed: int = 0) -> DemoReport:
     with OptStorage(encoded / "part_0000.zarr") as source:
         convert_storage(source, JsonStorageHandler(json_dir))
     learning = _learn(out, encoded, parts, rng)
-    return DemoReport(parts, seconds, bytes_in, bytes_out, encoded, json_dir, learning)
+    report = train_and_report(generated, out, FACE_TYPES, rng)
+    return DemoReport(parts, seconds, bytes_in, bytes_out, encoded, json_dir, learning, report)

@@ -14,6 +14,7 @@ __all__ = [
     "CollectiveMismatchError",
     "ConversionError",
     "CorruptedFileError",
+    "EpochNotFoundError",
     "HoldallError",
     "HoldallWarning",
     "IntegrityError",
@@ -21,6 +22,7 @@ __all__ = [
     "InvalidValueError",
     "KeyNotFoundError",
     "NotAStoreError",
+    "PathNotFoundError",
     "ReadOnlyStorageError",
     "SchemaError",
     "SchemaVersionError",
@@ -245,3 +247,23 @@ class BackendUnavailableError(HoldallError, ImportError):
     def __init__(self, message: str, *, extra: str | None = None) -> None:
         super().__init__(message)
         self.extra = extra
+
+
+class EpochNotFoundError(KeyNotFoundError, ValueError):
+    """A metric has no value at the epoch asked for.
+
+    Both a `KeyError` (like every missing key) and a `ValueError` (what the seed's
+    ``pull_category_metric`` and ``pull_matrix_metric`` raise for an unknown epoch).
+    """
+
+    def __init__(self, message: str, *, key: str | None = None, epoch: int | None = None) -> None:
+        super().__init__(message, key=key)
+        self.epoch = epoch
+
+
+class PathNotFoundError(HoldallError, FileNotFoundError):
+    """A file or folder that was named as input (a folder to scan, a listed file) does not exist."""
+
+    def __init__(self, message: str, *, path: str | None = None) -> None:
+        super().__init__(message)
+        self.path = path
