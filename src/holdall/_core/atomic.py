@@ -17,7 +17,10 @@ from typing import BinaryIO
 
 from holdall._core.owners import owner_tag
 
-__all__ = ["atomic_output", "atomic_write_bytes", "fsync_dir", "temporary_sibling"]
+__all__ = ["TEMP_PREFIX", "atomic_output", "atomic_write_bytes", "fsync_dir", "temporary_sibling"]
+
+#: How the names of temporary files made in a store's own folder start.
+TEMP_PREFIX = ".holdall-"
 
 
 def _process_umask() -> int:
@@ -37,15 +40,17 @@ def temporary_sibling(target: Path, *, temp_dir: Path | None = None) -> Path:
 
     By default the file sits beside `target` (``.<name>.<random>.tmp``). With `temp_dir` (a
     store's own folder for temporary files, on the same filesystem) it is created there as
-    ``<owner tag>-<random>.tmp``: a short name whatever the length of `target`'s, which tells
-    the next process whose it was (`holdall._core.owners`). The file gets the mode a plain
+    ``.holdall-<owner tag>-<random>.tmp``: a short name whatever the length of `target`'s,
+    which tells the next process whose it was (`holdall._core.owners`). The file gets the mode a plain
     ``open()`` would give it, so that the file it becomes does too.
     """
     if temp_dir is None:
         fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     else:
         temp_dir.mkdir(parents=True, exist_ok=True)
-        fd, name = tempfile.mkstemp(prefix=f"{owner_tag()}-", suffix=".tmp", dir=temp_dir)
+        fd, name = tempfile.mkstemp(
+            prefix=f"{TEMP_PREFIX}{owner_tag()}-", suffix=".tmp", dir=temp_dir
+        )
     try:
         os.fchmod(fd, _FILE_MODE)
     finally:

@@ -9,6 +9,7 @@ reader never sees half an archive; `open_archive` rejects truncated or damaged f
 from __future__ import annotations
 
 import contextlib
+import mmap
 import os
 import struct
 import tempfile
@@ -28,47 +29,122 @@ _COPY_BLOCK = 8 * 1024 * 1024
 
 
 class ArchiveReader:
-    """Read entries of an archive, local or remote, by name. Thread-safe (zipfile locks reads)."""
+    """Read entries of an archive, local or remote, by name. Thread-safe.
+
+    A local archive without Zip64 records (what `write_archive` makes below 2 GiB) is memory-
+    mapped and its central directory parsed once, so reading an entry is a slice; others go
+    through zipfile. Either way a damaged archive or entry is a `CorruptedFileError`.
+    """
 
     def __init__(self, location: Location) -> None:
         self.location = location
         self._handle: BinaryIO | None = None
+        self._map: mmap.mmap | None = None
+        self._zip: zipfile.ZipFile | None = None
+        self._entries: dict[str, tuple[int, int, int]] = {}
         try:
             self._handle = location.open_read()
-            self._zip = zipfile.ZipFile(self._handle, "r")
-        except (zipfile.BadZipFile, EOFError, OSError, ValueError) as err:
+            if (location.is_local and not self._open_mapped()) or not location.is_local:
+                self._zip = zipfile.ZipFile(self._handle, "r")
+        except (zipfile.BadZipFile, EOFError, OSError, ValueError, struct.error) as err:
             self.close()
             raise CorruptedFileError(
                 f"{location.url} is not a readable archive (truncated or damaged?): {err}; "
                 "re-create it with compress_store()",
                 path=location.url,
             ) from err
-        self._names = set(self._zip.namelist())
+        if self._zip is not None:
+            self._entries = {
+                info.filename: (info.header_offset, info.compress_size, info.CRC)
+                for info in self._zip.infolist()
+            }
+
+    def _open_mapped(self) -> bool:
+        """Map the file and index a plain zip's central directory; False for a Zip64 one."""
+        assert self._handle is not None
+        size = os.fstat(self._handle.fileno()).st_size
+        if size < 22:
+            raise zipfile.BadZipFile("shorter than a zip end record")
+        view = mmap.mmap(self._handle.fileno(), 0, access=mmap.ACCESS_READ)
+        end = view.rfind(b"PK\x05\x06", max(0, size - 22 - 0xFFFF))
+        if end < 0:
+            view.close()
+            raise zipfile.BadZipFile("no zip end record")
+        _sig, _disk, _cd_disk, _here, count, cd_size, cd_offset, _comment = struct.unpack_from(
+            "<4s4H2LH", view, end
+        )
+        if (
+            count == 0xFFFF
+            or cd_offset == 0xFFFFFFFF
+            or (end >= 20 and view[end - 20 : end - 16] == b"PK\x06\x07")
+        ):
+            view.close()
+            return False
+        if cd_offset + cd_size > end:
+            view.close()
+            raise zipfile.BadZipFile("central directory runs past the end record")
+        position = cd_offset
+        for _ in range(count):
+            if view[position : position + 4] != b"PK\x01\x02":
+                view.close()
+                raise zipfile.BadZipFile(f"bad central directory entry at byte {position}")
+            (method, crc, compressed, _size, name_len, extra_len, comment_len, offset) = (
+                struct.unpack_from("<10xH4xLLL HHH8xL", view, position)
+            )
+            name = view[position + 46 : position + 46 + name_len].decode()
+            if method != 0:
+                view.close()
+                return False  # deflated entries: let zipfile decompress them
+            self._entries[name] = (offset, compressed, crc)
+            position += 46 + name_len + extra_len + comment_len
+        self._map = view
+        return True
 
     def names(self) -> set[str]:
         """Every entry name."""
-        return self._names
+        return set(self._entries)
 
     def sizes(self) -> dict[str, int]:
         """Stored size of every entry."""
-        return {info.filename: info.compress_size for info in self._zip.infolist()}
+        return {name: entry[1] for name, entry in self._entries.items()}
 
-    def read(self, name: str) -> bytes | None:
-        """The bytes of entry `name`, or None when there is no such entry."""
-        if name not in self._names:
+    def read(self, name: str, *, verify: bool = True) -> bytes | None:
+        """The bytes of entry `name`, or None when there is no such entry.
+
+        The zip's CRC-32 is checked unless `verify` is False (for entries that carry a
+        checksum of their own).
+        """
+        entry = self._entries.get(name)
+        if entry is None:
             return None
         try:
-            return self._zip.read(name)
-        except (zipfile.BadZipFile, EOFError, OSError, ValueError) as err:
+            if self._map is None:
+                assert self._zip is not None
+                return self._zip.read(name)
+            offset, size, crc = entry
+            if self._map[offset : offset + 4] != b"PK\x03\x04":
+                raise zipfile.BadZipFile("bad local header")
+            name_len, extra_len = struct.unpack_from("<HH", self._map, offset + 26)
+            start = offset + 30 + name_len + extra_len
+            data = self._map[start : start + size]
+            if len(data) != size or (verify and zlib.crc32(data) != crc):
+                raise zipfile.BadZipFile("truncated, or its CRC-32 does not match")
+            return data
+        except (zipfile.BadZipFile, EOFError, OSError, ValueError, struct.error) as err:
             raise CorruptedFileError(
                 f"entry {name!r} of {self.location.url} cannot be read (truncated or damaged?): {err}",
-                path=self.location.url,
+                path=f"{self.location.url}/{name}",
             ) from err
 
     def close(self) -> None:
         """Close the file handle; safe to call twice."""
-        with contextlib.suppress(AttributeError):
+        if self._zip is not None:
             self._zip.close()
+            self._zip = None
+        if self._map is not None:
+            with contextlib.suppress(BufferError):
+                self._map.close()
+            self._map = None
         if self._handle is not None:
             self._handle.close()
             self._handle = None

@@ -32,7 +32,7 @@ import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-from holdall._core.atomic import atomic_write_bytes, fsync_dir
+from holdall._core.atomic import TEMP_PREFIX, atomic_write_bytes, fsync_dir
 from holdall.errors import CorruptedFileError, StorageLockedError, UnsafePathError
 
 __all__ = [
@@ -220,7 +220,11 @@ class WorkingDirectory:
         shutil.rmtree(self.stage, ignore_errors=True)
 
     def recover(self) -> None:
-        """Finish a commit a dead writer journaled, drop what it staged without one."""
+        """Finish a commit a dead writer journaled, drop what it staged without one.
+
+        Called with the lock held, so every temporary file here is a dead writer's.
+        """
+        self.remove_temporaries()
         if not self.control.is_dir() or self.control.is_symlink():
             return
         if self.journal.exists():
@@ -281,10 +285,23 @@ class WorkingDirectory:
 
     # ----------------------------------------------------------------- removal
 
+    def temporary_folder(self) -> Path:
+        """Where a writer builds files it renames into or beside the store (the folder itself)."""
+        return self.root
+
+    def remove_temporaries(self) -> None:
+        """Remove the temporary files of writers of this folder (``.holdall-*.tmp``)."""
+        with contextlib.suppress(FileNotFoundError):
+            for entry in os.scandir(self.root):
+                if entry.name.startswith(TEMP_PREFIX) and entry.name.endswith(".tmp"):
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(entry.path)
+
     def remove_control(self) -> None:
         """Remove the control folder (at close: nothing in it is needed any more)."""
         if self.control.is_dir() and not self.control.is_symlink():
             shutil.rmtree(self.control)
+        self.remove_temporaries()
 
     def remove_owned(self, keep: Callable[[Path], bool]) -> list[Path]:
         """Delete holdall's files of the store and empty folders; return the files kept.

@@ -161,17 +161,15 @@ class ArraySpec:
         expected size before any C decoder sees the bytes, so a truncated or damaged chunk is
         an error (`IntegrityError`, `CorruptedFileError`) naming it, never a crash or wrong data.
         """
+        expected = self.chunk_nbytes()
         if self.checksum:
             data = verify_crc32c(data, path=path)
         if isinstance(self.compressor, numcodecs.Blosc):
-            check_blosc_header(data, expected=self.chunk_nbytes(), path=path)
+            check_blosc_header(data, expected=expected, path=path)
         try:
             raw = self.compressor.decode(data) if self.compressor is not None else data
-            if not self.is_string and len(memoryview(raw).cast("B")) != self.chunk_nbytes():
-                raise ValueError(
-                    f"it holds {len(memoryview(raw).cast('B'))} bytes, "
-                    f"expected {self.chunk_nbytes()}"
-                )
+            if not self.is_string and memoryview(raw).nbytes != expected:
+                raise ValueError(f"it holds {memoryview(raw).nbytes} bytes, expected {expected}")
             if self.is_string:
                 flat = _VLEN_UTF8.decode(raw)
                 return np.asarray(flat, dtype=object).reshape(self.chunks, order=self.order)
@@ -359,7 +357,7 @@ def _v3_data_type(dtype: np.dtype[Any]) -> Any:
 
 def array_documents(
     spec: ArraySpec, *, attributes: dict[str, Any], dimension_names: list[str]
-) -> dict[str, bytes]:
+) -> dict[str, dict[str, Any]]:
     """The metadata documents of `spec`: ``zarr.json`` (v3) or ``.zarray`` + ``.zattrs`` (v2)."""
     if spec.zarr_format == 3:
         codecs: list[dict[str, Any]] = [_codec_v3(c, spec.dtype) for c in spec.filters]
@@ -391,7 +389,7 @@ def array_documents(
             "attributes": attributes,
             "dimension_names": dimension_names,
         }
-        return {"zarr.json": _dumps(document)}
+        return {"zarr.json": document}
     filters = [c.get_config() for c in spec.filters]
     if spec.is_string:
         filters.append({"id": "vlen-utf8"})
@@ -407,7 +405,7 @@ def array_documents(
         "compressor": _codec_v2(spec.compressor),
     }
     zattrs = {**attributes, "_ARRAY_DIMENSIONS": dimension_names}
-    return {".zarray": _dumps(zarray), ".zattrs": _dumps(zattrs)}
+    return {".zarray": zarray, ".zattrs": zattrs}
 
 
 def _codec_v2(codec: Codec | None) -> dict[str, Any] | None:
@@ -432,8 +430,12 @@ def group_documents(attributes: dict[str, Any], zarr_format: ZarrFormat) -> dict
     return docs
 
 
-def _dumps(document: dict[str, Any]) -> bytes:
+def dumps_document(document: dict[str, Any]) -> bytes:
+    """A Zarr metadata document as compact JSON bytes."""
     return json.dumps(document, separators=(",", ":"), allow_nan=False).encode()
+
+
+_dumps = dumps_document
 
 
 def new_spec(

@@ -19,6 +19,7 @@ from holdall.errors import CorruptedFileError
 from holdall.storage._zarr_codecs import (
     ArraySpec,
     ZarrFormat,
+    dumps_document,
     group_documents,
     parse_array_document,
 )
@@ -75,8 +76,9 @@ class ZarrNode:
 
     node_type: str
     """``"group"`` or ``"array"``."""
-    documents: dict[str, bytes]
-    """Serialized metadata files by name (``zarr.json`` or ``.zarray``/``.zattrs``/``.zgroup``)."""
+    raw_documents: dict[str, bytes] | None
+    """Serialized metadata files by name (``zarr.json`` or ``.zarray``/``.zattrs``/``.zgroup``),
+    or None when only the parsed form is known yet (see `documents`)."""
     attributes: dict[str, Any] = field(default_factory=dict)
     """Node attributes; holdall's own live under ``"holdall"``."""
     spec: ArraySpec | None = None
@@ -91,6 +93,15 @@ class ZarrNode:
         """holdall's attributes (value kind, original dtype)."""
         value = self.attributes.get("holdall", {})
         return value if isinstance(value, dict) else {}
+
+    @property
+    def documents(self) -> dict[str, bytes]:
+        """The serialized metadata files (serialized once from the parsed form, then kept)."""
+        if self.raw_documents is None:
+            self.raw_documents = {
+                name: dumps_document(doc) for name, doc in (self.parsed_documents or {}).items()
+            }
+        return self.raw_documents
 
     def parsed(self) -> dict[str, Any]:
         """The parsed metadata documents (parsed once, then kept)."""
@@ -147,7 +158,21 @@ def _node_from_documents(documents: dict[str, bytes], where: str, source: Source
             f"{type(attributes).__name__} (expected 'array' or 'group', and an object)",
             path=where,
         )
-    return ZarrNode(node_type=node_type, documents=documents, attributes=attributes, source=source)
+    return ZarrNode(node_type, documents, attributes, source=source)
+
+
+def _node_from_parsed(doc: Any, where: str, source: Source) -> ZarrNode:
+    """A node from its already parsed v3 document (consolidated metadata)."""
+    if not isinstance(doc, dict) or doc.get("node_type") not in ("array", "group"):
+        raise CorruptedFileError(
+            f"{where}: the consolidated metadata of this node is not a Zarr v3 array or group "
+            "document",
+            path=where,
+        )
+    attributes = doc.get("attributes", {})
+    if not isinstance(attributes, dict):
+        raise CorruptedFileError(f"{where}: attributes are not an object", path=where)
+    return ZarrNode(doc["node_type"], None, attributes, None, source, {"zarr.json": doc})
 
 
 def load_index(
@@ -176,9 +201,7 @@ def load_index(
         if isinstance(inline, dict) and inline.get("kind") == "inline":
             nodes[""] = _node_from_documents({"zarr.json": root_v3}, where, source)
             for path, doc in (inline.get("metadata") or {}).items():
-                nodes[path] = _node_from_documents(
-                    {"zarr.json": json.dumps(doc).encode()}, join(where, path), source
-                )
+                nodes[path] = _node_from_parsed(doc, join(where, path), source)
             return nodes, zarr_format
     for name in sorted(names):
         folder, _, base = name.rpartition("/")

@@ -178,6 +178,7 @@ class OptStorage(DataStorage):
         self._created_folder = False
         self._emptied_folder = False
         self._saving = ""
+        self._scratch: Path | None = None
         self._stage_root: Path | None = None
         self._open(zarr_format)
         self._opened = True
@@ -546,22 +547,25 @@ class OptStorage(DataStorage):
         new_nodes: dict[str, ZarrNode] = {}
         new_pending: dict[str, bytes] = {}
         self._saving = path
-        scratch = self._fresh_stage_folder()
+        self._scratch = None
         sizes: LeafSizes = {}
         try:
-            self._write_tree(path, node, (), sizes, new_nodes, new_pending, scratch)
+            self._write_tree(path, node, (), sizes, new_nodes, new_pending)
         except BaseException:
-            shutil.rmtree(scratch, ignore_errors=True)
+            if self._scratch is not None:
+                shutil.rmtree(self._scratch, ignore_errors=True)
+                self._scratch = None
             raise
         # Nothing failed: swap the new value in (an old staged value goes only now).
         if path in self._nodes:
             self._forget(path)
-        self._discard_staged(path)
-        if any(n.source == "stage" for n in new_nodes.values()):
+            self._discard_staged(path)
+        if self._scratch is not None:
             target = self._stage_path(path)
             target.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(scratch / "v", target)
-        shutil.rmtree(scratch, ignore_errors=True)
+            os.replace(self._scratch / "v", target)
+            shutil.rmtree(self._scratch, ignore_errors=True)
+            self._scratch = None
         for depth in range(1, len(parts)):
             parent = "/".join(parts[:depth])
             if parent not in self._nodes:
@@ -576,10 +580,13 @@ class OptStorage(DataStorage):
             self._stage_pending()
         return sizes
 
-    def _fresh_stage_folder(self) -> Path:
-        base = self._stage_base() / "new"
-        base.mkdir(parents=True, exist_ok=True)
-        return Path(tempfile.mkdtemp(prefix=f"{owner_tag()}-", dir=base))
+    def _scratch_folder(self) -> Path:
+        """The private folder of the value being saved (made on first need: large arrays only)."""
+        if self._scratch is None:
+            base = self._stage_base() / "new"
+            base.mkdir(parents=True, exist_ok=True)
+            self._scratch = Path(tempfile.mkdtemp(prefix=f"{owner_tag()}-", dir=base))
+        return self._scratch
 
     def _stage_base(self) -> Path:
         """The writer's private area: ``.holdall/`` in the folder, or a local temp for remote."""
@@ -605,18 +612,15 @@ class OptStorage(DataStorage):
         sizes: LeafSizes,
         nodes: dict[str, ZarrNode],
         pending: dict[str, bytes],
-        scratch: Path,
     ) -> None:
         if isinstance(node, Group):
             nodes[path] = self._group_node({})
             for name, child in node.children.items():
                 child_path = join(path, name)
                 self._check_segment(child_path, child_path)
-                self._write_tree(
-                    child_path, child, (*relative, name), sizes, nodes, pending, scratch
-                )
+                self._write_tree(child_path, child, (*relative, name), sizes, nodes, pending)
             return
-        sizes[relative] = self._write_leaf(path, node, nodes, pending, scratch)
+        sizes[relative] = self._write_leaf(path, node, nodes, pending)
 
     def _write_leaf(
         self,
@@ -624,7 +628,6 @@ class OptStorage(DataStorage):
         leaf: Leaf,
         nodes: dict[str, ZarrNode],
         pending: dict[str, bytes],
-        scratch: Path,
     ) -> int:
         """Encode one leaf value at `path` and return the bytes it takes."""
         if leaf.array is None:
@@ -633,9 +636,7 @@ class OptStorage(DataStorage):
             total = sum(len(d) for d in group.documents.values())
             for index, item in enumerate(leaf.items):
                 item_sizes: LeafSizes = {}
-                self._write_tree(
-                    join(path, str(index)), item, (), item_sizes, nodes, pending, scratch
-                )
+                self._write_tree(join(path, str(index)), item, (), item_sizes, nodes, pending)
                 total += sum(item_sizes.values())
             return total
         array = leaf.array
@@ -654,23 +655,23 @@ class OptStorage(DataStorage):
             checksum=self._checksum,
         )
         stem = path.replace("/", "_")
-        documents = array_documents(
+        parsed = array_documents(
             spec,
             attributes=attributes,
             dimension_names=[f"{stem}_dim_{i}" for i in range(array.ndim)],
         )
         buffer = array.nbytes <= _BUFFER_ARRAY_BYTES
-        nodes[path] = ZarrNode(
-            "array", documents, attributes, spec, "pending" if buffer else "stage"
-        )
-        total = sum(len(d) for d in documents.values())
+        node = ZarrNode("array", None, attributes, spec, "pending" if buffer else "stage", parsed)
+        nodes[path] = node
+        total = sum(len(d) for d in node.documents.values())
         # Large chunks go to the scratch folder, mirroring the path below the saved key.
         below = path[len(self._saving) :].lstrip("/")
         for chunk_key, data in encode_array(spec, array):
             if buffer:
                 pending[f"{path}/{chunk_key}"] = data
             else:
-                _write_file(scratch.joinpath("v", *join(below, chunk_key).split("/")), data)
+                folder = self._scratch_folder()
+                _write_file(folder.joinpath("v", *join(below, chunk_key).split("/")), data)
             total += len(data)
         return total
 
@@ -765,7 +766,7 @@ class OptStorage(DataStorage):
             return _read_local(self._stage_path(name))
         if source == "archive":
             assert self._archive is not None
-            return self._archive.read(name)
+            return self._archive.read(name, verify=not (node.spec and node.spec.checksum))
         if self._location.is_local:
             return _read_local(Path(self._location.url).joinpath(*name.split("/")))
         return self._read_remote(name)
@@ -941,7 +942,7 @@ class OptStorage(DataStorage):
         with self._lock:
             self._ensure_writable()
             generation = self._generation + 1
-            temp_dir = self._workdir.tmp if self._workdir is not None else None
+            temp_dir = self._workdir.temporary_folder() if self._workdir is not None else None
             size = write_archive(
                 self._archive_location,
                 self._archive_entries(generation),
@@ -1127,7 +1128,7 @@ def _check_options(
 def _folder_kind(root: Path) -> tuple[str, list[str]]:
     """("missing" | "empty" | "zarr" | "foreign", the names at its top, control folder aside)."""
     try:
-        names = [name for name in os.listdir(root) if name != CONTROL]
+        names = [name for name in os.listdir(root) if not name.startswith(CONTROL)]
     except FileNotFoundError:
         return "missing", []
     except NotADirectoryError:
