@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from holdall._core.values import parse_array
+from holdall._core.values import NestingGuard, parse_array
 from holdall.errors import CorruptedFileError, UnsupportedTypeError
 
 __all__ = ["from_json", "to_json"]
@@ -73,7 +73,16 @@ def _array_data(array: np.ndarray[Any, Any]) -> Any:
 
 
 def to_json(value: Any, *, key: str = "value") -> Any:
-    """Return a JSON-serializable form of `value` that `from_json` turns back into it exactly."""
+    """Return a JSON-serializable form of `value` that `from_json` turns back into it exactly.
+
+    Raises `UnsupportedTypeError` for types outside the value model and `InvalidValueError`
+    for a value that contains itself or nests deeper than
+    `holdall._core.values.MAX_NESTING_DEPTH`.
+    """
+    return _to_json(value, key=key, guard=NestingGuard())
+
+
+def _to_json(value: Any, *, key: str, guard: NestingGuard) -> Any:
     if value is None or (isinstance(value, bool | int | str) and not isinstance(value, np.generic)):
         return value
     if isinstance(value, float) and not isinstance(value, np.generic):
@@ -98,14 +107,13 @@ def to_json(value: Any, *, key: str = "value") -> Any:
         }
     if isinstance(value, bytes | bytearray):
         return {TAG: "bytes", "base64": base64.b64encode(bytes(value)).decode("ascii")}
-    if isinstance(value, list):
-        return [to_json(item, key=f"{key}[{i}]") for i, item in enumerate(value)]
-    if isinstance(value, tuple):
-        return {
-            TAG: "tuple",
-            "items": [to_json(item, key=f"{key}[{i}]") for i, item in enumerate(value)],
-        }
+    if isinstance(value, list | tuple):
+        guard.enter(value, key=key)
+        items = [_to_json(item, key=f"{key}[{i}]", guard=guard) for i, item in enumerate(value)]
+        guard.leave(value)
+        return items if isinstance(value, list) else {TAG: "tuple", "items": items}
     if isinstance(value, dict):
+        guard.enter(value, key=key)
         members: dict[str, Any] = {}
         for name, item in value.items():
             if not isinstance(name, str):
@@ -114,7 +122,8 @@ def to_json(value: Any, *, key: str = "value") -> Any:
                     key=key,
                     got=type(name),
                 )
-            members[name] = to_json(item, key=f"{key}/{name}")
+            members[name] = _to_json(item, key=f"{key}/{name}", guard=guard)
+        guard.leave(value)
         return {TAG: "dict", "items": members} if TAG in members else members
     raise UnsupportedTypeError(
         f"cannot store {key!r}: values of type {type(value).__qualname__} are not supported; "
