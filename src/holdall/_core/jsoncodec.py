@@ -11,15 +11,17 @@ storage backend.
 from __future__ import annotations
 
 import base64
+import json
 import math
-from typing import Any
+from pathlib import Path
+from typing import Any, BinaryIO
 
 import numpy as np
 
 from holdall._core.values import NestingGuard, parse_array
 from holdall.errors import CorruptedFileError, UnsupportedTypeError
 
-__all__ = ["from_json", "to_json"]
+__all__ = ["dump_json", "from_json", "load_json", "to_json"]
 
 TAG = "__holdall__"
 _NONFINITE = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
@@ -164,13 +166,22 @@ def _array_from_data(
 
 def from_json(obj: Any, *, path: str = "<json>") -> Any:
     """Rebuild the value written by `to_json`; a malformed tag raises `CorruptedFileError`."""
+    try:
+        return _from_json(obj, path=path)
+    except RecursionError as err:
+        raise CorruptedFileError(
+            f"{path}: values nest too deeply to be a holdall document", path=path
+        ) from err
+
+
+def _from_json(obj: Any, *, path: str) -> Any:
     if isinstance(obj, list):
-        return [from_json(item, path=path) for item in obj]
+        return [_from_json(item, path=path) for item in obj]
     if not isinstance(obj, dict):
         return obj
     tag = obj.get(TAG)
     if tag is None:
-        return {name: from_json(item, path=path) for name, item in obj.items()}
+        return {name: _from_json(item, path=path) for name, item in obj.items()}
     try:
         if tag == "ndarray":
             return _array_from_data(obj["data"], np.dtype(obj["dtype"]), tuple(obj["shape"]))
@@ -183,9 +194,38 @@ def from_json(obj: Any, *, path: str = "<json>") -> Any:
         if tag == "bytes":
             return base64.b64decode(obj["base64"])
         if tag == "tuple":
-            return tuple(from_json(item, path=path) for item in obj["items"])
+            return tuple(_from_json(item, path=path) for item in obj["items"])
         if tag == "dict":
-            return {name: from_json(item, path=path) for name, item in obj["items"].items()}
+            return {name: _from_json(item, path=path) for name, item in obj["items"].items()}
     except (KeyError, TypeError, ValueError) as err:
         raise CorruptedFileError(f"{path}: malformed {tag!r} value: {err}", path=path) from err
     raise CorruptedFileError(f"{path}: unknown value tag {tag!r}", path=path)
+
+
+def dump_json(value: Any, handle: BinaryIO, *, key: str = "value") -> int:
+    """Write `value` as one JSON document (UTF-8, newline-terminated) to `handle`.
+
+    Returns the number of bytes written. The text is what ``json.dumps(to_json(value))``
+    gives, standard JSON (no NaN literals).
+    """
+    payload = (json.dumps(to_json(value, key=key), allow_nan=False) + "\n").encode()
+    handle.write(payload)
+    return len(payload)
+
+
+def load_json(path: Path) -> Any:
+    """Parse the JSON file `path` (UTF-8); damage of any kind raises `CorruptedFileError`."""
+    try:
+        return json.loads(path.read_bytes().decode("utf-8"))
+    except UnicodeDecodeError as err:
+        raise CorruptedFileError(
+            f"{path} is not UTF-8 text (byte {err.start}: {err.object[err.start : err.start + 1]!r}); "
+            "the file is damaged",
+            path=str(path),
+        ) from err
+    except json.JSONDecodeError as err:
+        raise CorruptedFileError(f"{path} is not valid JSON: {err}", path=str(path)) from err
+    except RecursionError as err:
+        raise CorruptedFileError(
+            f"{path} nests too deeply to be a holdall document", path=str(path)
+        ) from err

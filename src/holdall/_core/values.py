@@ -28,6 +28,7 @@ __all__ = [
     "decode_leaf",
     "decode_node",
     "encode_value",
+    "end_paths",
     "parse_array",
 ]
 
@@ -385,3 +386,18 @@ def decode_node(node: Node, *, copy: bool = True) -> Any:
     if copy and isinstance(value, np.ndarray):
         return value.copy()
     return value
+
+
+def end_paths(node: Node, prefix: tuple[str, ...] = ()) -> list[tuple[tuple[str, ...], bool]]:
+    """The paths where `node`'s tree ends: every leaf ``(path, True)`` and empty group ``(path, False)``.
+
+    Every other path of the tree is a prefix of one of these, which is what backends check
+    names against before writing (`holdall._core.keys.check_name_lengths`).
+    """
+    if isinstance(node, Leaf):
+        return [(prefix, True)]
+    if not node.children:
+        return [(prefix, False)]
+    return [
+        path for name, child in node.children.items() for path in end_paths(child, (*prefix, name))
+    ]
