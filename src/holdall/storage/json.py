@@ -32,7 +32,7 @@ from typing import Any
 from urllib.parse import quote, unquote
 
 from holdall._core.atomic import atomic_output, fsync_dir
-from holdall._core.jsoncodec import dump_json, from_json, load_json
+from holdall._core.jsoncodec import dump_json, load_json, read_value
 from holdall._core.keys import check_name_lengths
 from holdall._core.owners import owner_is_dead, owner_tag
 from holdall._core.values import Group, Leaf, Node, decode_leaf, end_paths
@@ -257,7 +257,7 @@ class JsonStorageHandler(DataStorage):
     def _read_node(self, parts: tuple[str, ...]) -> Any:
         file = self._file(parts)
         if file.is_file():
-            return from_json(load_json(file), path=str(file))
+            return read_value(file)
         folder = self._folder(parts)
         value: dict[str, Any] = {}
         for entry in sorted(folder.iterdir()):
