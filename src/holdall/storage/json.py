@@ -54,7 +54,7 @@ def _encode_segment(segment: str) -> str:
 def _is_link(path: Path) -> bool:
     try:
         return stat.S_ISLNK(os.lstat(path).st_mode)
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):  # nothing there, so no link either
         return False
 
 
