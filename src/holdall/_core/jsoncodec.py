@@ -55,6 +55,8 @@ def _real_array_to_list(array: np.ndarray[Any, Any]) -> Any:
 
 #: Significant digits that always suffice to read a float16 / float32 back exactly.
 _MAX_DIGITS = {2: 5, 4: 9}
+#: Below this many elements numpy's own text is cheaper than the vectorized search's setup.
+_VECTORIZED_MIN_SIZE = 512
 _POW10 = np.array([float(10**n) for n in range(23)])  # each exact in float64
 
 
@@ -74,8 +76,10 @@ def _shortest_doubles(array: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
     significant digits, keeping at each count the nearest decimal that reads back exactly
     (ties to even, as numpy). Zeros, tiny, huge and non-finite elements go through numpy's
     text. Each candidate ``m * 10**-j`` is an exact division or product of exact doubles
-    (``|j| <= 22``), hence the double nearest to that decimal.
+    (``|j| <= 22``), hence the double nearest to that decimal. Small arrays use numpy's text.
     """
+    if array.size < _VECTORIZED_MIN_SIZE:
+        return array.astype(str).astype(np.float64)
     flat = array.reshape(-1)
     wide = flat.astype(np.float64)
     out = np.empty_like(wide)
