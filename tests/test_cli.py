@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import fcntl
+import os
+import pty
+import struct
 import subprocess
 import sys
+import termios
 from pathlib import Path
 
 import numpy as np
 import polars as pl
 import pytest
+import zarr
 
+import holdall
 from holdall import OptStorage
 from holdall.demo import FOLDS, HELD_OUT_FRACTION, MIN_PARTS, PIPELINES, part_sample, run_demo
 from holdall.workspace import WorkspaceStore, replay_chain
@@ -159,3 +166,146 @@ def test_demo_runs_again_into_the_same_folder(tmp_path: Path) -> None:
     assert len(list((out / "encoded").glob("*.zarr.data"))) == MIN_PARTS
     with WorkspaceStore(out / "workspace", read_only=True) as store:
         assert store.list_runs().height == 1
+
+
+# ----------------------------------------------------------------- storage commands
+
+
+def _tree(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+
+
+@pytest.fixture
+def zarr_store(tmp_path: Path) -> Path:
+    path = tmp_path / "p.zarr"
+    with OptStorage(path) as store:
+        store.save_data("faces/areas", np.linspace(0, 1, 50, dtype=np.float32))
+        store.save_data("zeros", np.zeros(20_000))
+        store.save_data("label", 3)
+        store.save_metadata("file/name", "p")
+    return path
+
+
+def test_version() -> None:
+    result = _holdall("--version")
+    assert result.returncode == 0
+    assert result.stdout.strip() == f"holdall {holdall.__version__}"
+
+
+def test_compress_refuses_what_is_not_a_zarr_store(tmp_path: Path, zarr_store: Path) -> None:
+    listing = sorted(p.name for p in tmp_path.iterdir())
+    typo = _holdall("compress", str(tmp_path / "typo.zarr"))
+    assert typo.returncode == 2
+    assert "no Zarr store at" in typo.stderr
+    assert "Traceback" not in typo.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == listing  # nothing created
+
+    json_store = tmp_path / "p_json"
+    assert _holdall("convert", str(zarr_store), str(json_store)).returncode == 0
+    before = _tree(json_store)
+    refused = _holdall("compress", str(json_store))
+    assert refused.returncode == 2
+    assert f"holdall convert {json_store} {tmp_path / 'p.zarr'} --to zarr" in refused.stderr
+    assert _tree(json_store) == before  # the JSON store is untouched
+    over = _holdall("convert", str(zarr_store), str(json_store), "--to", "zarr")
+    assert over.returncode == 2
+    assert "is a JSON store" in over.stderr
+    assert _tree(json_store) == before
+
+    notes = tmp_path / "notes"
+    notes.mkdir()
+    (notes / "a.txt").write_text("mine")
+    for args in (("compress", str(notes)), ("convert", str(zarr_store), str(notes))):
+        result = _holdall(*args)
+        assert result.returncode == 2
+        assert "not a Zarr store" in result.stderr
+    assert _tree(notes) == {"a.txt": b"mine"}
+
+
+def test_convert_to_an_archive_name_packs_a_zarr_store(tmp_path: Path, zarr_store: Path) -> None:
+    archive = tmp_path / "d.zarr.data"
+    result = _holdall("convert", str(zarr_store), str(archive))
+    assert result.returncode == 0, result.stderr
+    assert archive.is_file()
+    assert not (tmp_path / "d.zarr").exists()
+    zipped = zarr.open_array(zarr.storage.ZipStore(archive, mode="r"), path="zeros", mode="r")
+    np.testing.assert_array_equal(zipped[:], np.zeros(20_000))
+    again = _holdall("convert", str(zarr_store), str(archive))
+    assert again.returncode == 2
+    assert "exists already" in again.stderr
+    as_json = _holdall("convert", str(zarr_store), str(tmp_path / "e.data"), "--to", "json")
+    assert as_json.returncode == 2
+    assert not (tmp_path / "e.data").exists()
+
+
+def test_convert_to_chooses_the_backend(tmp_path: Path, zarr_store: Path) -> None:
+    json_named_zarr = tmp_path / "copy"
+    assert (
+        _holdall("convert", str(zarr_store), str(json_named_zarr), "--to", "json").returncode == 0
+    )
+    assert (json_named_zarr / "data" / "faces" / "areas.json").is_file()
+    zarr_named_json = tmp_path / "copy_json"
+    result = _holdall("convert", str(json_named_zarr), str(zarr_named_json), "--to", "zarr")
+    assert result.returncode == 0, result.stderr
+    assert (zarr_named_json / "zarr.json").is_file()
+    with OptStorage(zarr_named_json) as back:
+        assert back.load_data("label") == 3
+    assert "--to {zarr,json}" in _holdall("convert", "--help").stdout
+
+
+def test_info_reports_chunk_and_document_bytes_apart(zarr_store: Path) -> None:
+    result = _holdall("info", str(zarr_store))
+    assert result.returncode == 0, result.stderr
+    assert "chunks" in result.stdout
+    assert "documents" in result.stdout
+    with OptStorage(zarr_store) as store:
+        infos = {info.path: info for info in store.inspect()}
+    for path in ("faces/areas", "zeros"):
+        info = infos[path]
+        line = next(line for line in result.stdout.splitlines() if path.split("/")[-1] in line)
+        assert line.split()[-1] == f"{info.nbytes / info.chunk_bytes:.2f}"
+    # 200 bytes of floats compress to about their size, not to 1% of it.
+    assert float(result.stdout.split("areas")[1].split("\n")[0].split()[-1]) > 0.5
+
+
+def test_progress_is_quiet_in_a_pipe_and_one_line_per_update_when_asked(
+    tmp_path: Path, zarr_store: Path
+) -> None:
+    quiet = _holdall("convert", str(zarr_store), str(tmp_path / "a_json"))
+    assert quiet.returncode == 0
+    assert quiet.stderr == ""
+    shown = _holdall("convert", str(zarr_store), str(tmp_path / "b_json"), "--progress")
+    assert shown.returncode == 0
+    assert "\r" not in shown.stderr
+    lines = shown.stderr.splitlines()
+    assert lines
+    assert all(line.startswith("convert:") for line in lines)
+    assert "3/3" in lines[-1]
+
+
+def test_progress_bar_redraws_in_place_on_a_terminal(tmp_path: Path, zarr_store: Path) -> None:
+    main_side, child_side = pty.openpty()
+    fcntl.ioctl(child_side, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))
+    child = subprocess.Popen(
+        [sys.executable, "-m", "holdall.cli", "convert", str(zarr_store), str(tmp_path / "c_json")],
+        stdout=subprocess.PIPE,
+        stderr=child_side,
+    )
+    os.close(child_side)
+    output = b""
+    while True:
+        try:
+            data = os.read(main_side, 4096)
+        except OSError:  # the child closed the terminal
+            break
+        if not data:
+            break
+        output += data
+    os.close(main_side)
+    assert child.wait() == 0
+    assert child.stdout is not None
+    child.stdout.close()
+    text = output.decode()
+    assert "\r" in text  # redrawn in place
+    assert "3/3" in text
+    assert text.count("\n") <= 2

@@ -18,14 +18,17 @@ from holdall._core.keys import validate_name
 from holdall.errors import InvalidValueError, UnsupportedTypeError
 
 __all__ = [
+    "MAX_NESTING_DEPTH",
     "Group",
     "Leaf",
     "LeafKind",
+    "NestingGuard",
     "Node",
     "check_no_nan",
     "decode_leaf",
     "decode_node",
     "encode_value",
+    "end_paths",
     "parse_array",
 ]
 
@@ -48,6 +51,14 @@ LeafKind = Literal[
 #: dtype kinds stored natively: bool, signed/unsigned int, float, complex, str, bytes.
 _STORABLE_KINDS = frozenset("biufcUS")
 _INT64 = np.iinfo(np.int64)
+#: Largest item size of a storable float (float64) and complex (complex128) dtype: the 80- and
+#: 128-bit extended types (``np.longdouble``, ``np.clongdouble``) have no Zarr or JSON form.
+_MAX_ITEMSIZE = {"f": 8, "c": 16}
+#: How deeply dicts, lists and tuples may nest inside one value (and in metadata). Deeper
+#: values, or values that contain themselves, raise `InvalidValueError` instead of exhausting
+#: the interpreter's stack; 100 levels leave room below Python's default recursion limit for
+#: every backend's own recursion (writing, reading, JSON text).
+MAX_NESTING_DEPTH = 100
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,9 +87,27 @@ def parse_array(array: np.ndarray[Any, Any], *, key: str) -> np.ndarray[Any, Any
     """Check that `array` has a storable dtype and return it (object arrays of str become ``<U``).
 
     Raises `UnsupportedTypeError` for structured, datetime, void and object dtypes that are not
-    all strings.
+    all strings, for extended-precision floats (``np.longdouble``, ``np.clongdouble``) and for
+    masked arrays (whose mask would be lost).
     """
+    if isinstance(array, np.ma.MaskedArray):
+        raise UnsupportedTypeError(
+            f"cannot store {key!r}: masked arrays would lose their mask; store the data and "
+            "the mask as two arrays, for example value.filled(0) under one key and "
+            "np.ma.getmaskarray(value) under another",
+            key=key,
+            got=type(array),
+        )
     kind = array.dtype.kind
+    if kind in _MAX_ITEMSIZE and array.dtype.itemsize > _MAX_ITEMSIZE[kind]:
+        target = "float64" if kind == "f" else "complex128"
+        raise UnsupportedTypeError(
+            f"cannot store {key!r}: dtype {array.dtype} (extended precision, "
+            f"{array.dtype.itemsize * 8} bits) has no portable stored form; cast it with "
+            f".astype(np.{target}) first (this rounds to double precision)",
+            key=key,
+            got=array.dtype,
+        )
     if kind in _STORABLE_KINDS and array.dtype.fields is None:
         return array
     if kind == "O":
@@ -113,12 +142,56 @@ def check_no_nan(array: np.ndarray[Any, Any], *, key: str) -> None:
         )
 
 
+class NestingGuard:
+    """The containers on the path from a value's root to the item being encoded.
+
+    Encoders (`encode_value`, `holdall._core.jsoncodec.to_json`) call `enter` on every dict,
+    list and tuple before encoding its items and `leave` after, so a value that contains
+    itself, or nests deeper than `MAX_NESTING_DEPTH`, raises `InvalidValueError` naming the
+    key rather than a `RecursionError`. The same container may appear twice in a value (two
+    references, no cycle); only one that is its own ancestor is refused.
+    """
+
+    __slots__ = ("_active",)
+
+    def __init__(self) -> None:
+        self._active: set[int] = set()
+
+    def enter(self, container: object, *, key: str) -> None:
+        """Record `container` as open below the current path, or raise if it cannot be."""
+        ident = id(container)
+        shown = key if len(key) <= 80 else f"{key[:60]}...{key[-16:]}"
+        if ident in self._active:
+            raise InvalidValueError(
+                f"cannot store {shown!r}: the {type(container).__name__} there contains itself "
+                "(it is one of its own parents); store a copy without the cycle",
+                key=key,
+                expected="a value without cycles",
+                got="a self-reference",
+            )
+        if len(self._active) >= MAX_NESTING_DEPTH:
+            raise InvalidValueError(
+                f"cannot store {shown!r}: dicts, lists and tuples nest more than "
+                f"{MAX_NESTING_DEPTH} levels deep there; flatten the value (for example with "
+                "'/'-separated keys) or store the deep part as a JSON str",
+                key=key,
+                expected=f"at most {MAX_NESTING_DEPTH} levels",
+                got=f"more than {MAX_NESTING_DEPTH}",
+            )
+        self._active.add(ident)
+
+    def leave(self, container: object) -> None:
+        """Close `container` (its items are all encoded)."""
+        self._active.discard(id(container))
+
+
 def _uniform_list_type(value: list[Any] | tuple[Any, ...]) -> tuple[type, tuple[int, ...]] | None:
     """The one scalar type and the shape of a rectangular nested list (or tuple), else None.
 
     Only lists whose leaves all have exactly one type among bool, int, float and str, and whose
     inner containers all have the outer container's type, qualify: those come back unchanged
-    from ``np.array(value).tolist()``.
+    from ``np.array(value).tolist()``. Lists nested deeper than `MAX_NESTING_DEPTH` (or holding
+    themselves) do not qualify; the item-by-item path then reports them.
     """
     container = type(value)
     seen: set[type] = set()
@@ -126,6 +199,8 @@ def _uniform_list_type(value: list[Any] | tuple[Any, ...]) -> tuple[type, tuple[
 
     def walk(node: object, depth: int) -> bool:
         if type(node) is container:
+            if depth >= MAX_NESTING_DEPTH:
+                return False
             items: list[Any] | tuple[Any, ...] = node  # type: ignore[assignment,unused-ignore]
             if len(shape) == depth:
                 shape.append(len(items))
@@ -143,7 +218,14 @@ def _uniform_list_type(value: list[Any] | tuple[Any, ...]) -> tuple[type, tuple[
     return scalar_type, tuple(shape)
 
 
-def _encode_sequence(value: list[Any] | tuple[Any, ...], *, key: str, reject_nan: bool) -> Leaf:
+def _encode_sequence(
+    value: list[Any] | tuple[Any, ...],
+    *,
+    key: str,
+    reject_nan: bool,
+    copy: bool,
+    guard: NestingGuard,
+) -> Leaf:
     is_tuple = isinstance(value, tuple)
     uniform = _uniform_list_type(value)
     if uniform is not None:
@@ -159,10 +241,12 @@ def _encode_sequence(value: list[Any] | tuple[Any, ...], *, key: str, reject_nan
             if reject_nan:
                 check_no_nan(array, key=key)
             return Leaf("tuple" if is_tuple else "list", array)
+    guard.enter(value, key=key)
     items = tuple(
-        encode_value(item, key=f"{key}[{index}]", reject_nan=reject_nan)
+        _encode(item, key=f"{key}[{index}]", reject_nan=reject_nan, copy=copy, guard=guard)
         for index, item in enumerate(value)
     )
+    guard.leave(value)
     return Leaf("titems" if is_tuple else "items", items=items)
 
 
@@ -179,18 +263,35 @@ def encode_value(value: object, *, key: str, reject_nan: bool = False, copy: boo
     key
         The key it goes under, for error messages.
     reject_nan
-        Raise `InvalidValueError` when a float or complex array or scalar holds NaN.
+        Raise `InvalidValueError` when a float or complex array or scalar holds NaN, wherever
+        it sits in the value (inside dicts, lists and tuples too).
     copy
         Copy arrays into the tree (needed by backends that keep the tree itself).
+
+    Raises
+    ------
+    UnsupportedTypeError
+        A type outside the value model (see `parse_array` for arrays).
+    InvalidValueError
+        NaN with `reject_nan`, an int beyond 64 bits, a value that contains itself or nests
+        deeper than `MAX_NESTING_DEPTH`.
     """
+    return _encode(value, key=key, reject_nan=reject_nan, copy=copy, guard=NestingGuard())
+
+
+def _encode(value: object, *, key: str, reject_nan: bool, copy: bool, guard: NestingGuard) -> Node:
     if isinstance(value, dict):
+        guard.enter(value, key=key)
         children: dict[str, Node] = {}
         for name, child in value.items():
             validate_name(name, what=f"dict key in {key!r}")
-            children[name] = encode_value(
-                child, key=f"{key}/{name}", reject_nan=reject_nan, copy=copy
+            children[name] = _encode(
+                child, key=f"{key}/{name}", reject_nan=reject_nan, copy=copy, guard=guard
             )
+        guard.leave(value)
         return Group(children)
+    if isinstance(value, list | tuple):
+        return _encode_sequence(value, key=key, reject_nan=reject_nan, copy=copy, guard=guard)
     leaf = _encode_leaf(value, key=key, copy=copy)
     if reject_nan and leaf.array is not None:
         check_no_nan(leaf.array, key=key)
@@ -224,8 +325,6 @@ def _encode_leaf(value: object, *, key: str, copy: bool) -> Leaf:
         return Leaf("str", _object_scalar(value))
     if isinstance(value, bytes | bytearray):
         return Leaf("bytes", np.frombuffer(bytes(value), dtype=np.uint8).copy())
-    if isinstance(value, list | tuple):
-        return _encode_sequence(value, key=key, reject_nan=False)
     raise UnsupportedTypeError(
         f"cannot store {key!r}: values of type {type(value).__module__}.{type(value).__qualname__} "
         "are not supported; store numpy arrays, numbers, str, bytes, None, lists or dicts of these "
@@ -287,3 +386,18 @@ def decode_node(node: Node, *, copy: bool = True) -> Any:
     if copy and isinstance(value, np.ndarray):
         return value.copy()
     return value
+
+
+def end_paths(node: Node, prefix: tuple[str, ...] = ()) -> list[tuple[tuple[str, ...], bool]]:
+    """The paths where `node`'s tree ends: every leaf ``(path, True)`` and empty group ``(path, False)``.
+
+    Every other path of the tree is a prefix of one of these, which is what backends check
+    names against before writing (`holdall._core.keys.check_name_lengths`).
+    """
+    if isinstance(node, Leaf):
+        return [(prefix, True)]
+    if not node.children:
+        return [(prefix, False)]
+    return [
+        path for name, child in node.children.items() for path in end_paths(child, (*prefix, name))
+    ]

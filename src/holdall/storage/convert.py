@@ -10,7 +10,7 @@ __all__ = ["convert_storage"]
 
 
 def convert_storage(
-    source_handler: DataStorage, dest_handler: DataStorage, verbose: bool = False
+    source_handler: DataStorage, dest_handler: DataStorage, verbose: bool | None = False
 ) -> None:
     """Copy all data and metadata from `source_handler` into `dest_handler`, values unchanged.
 
@@ -25,7 +25,8 @@ def convert_storage(
     dest_handler
         Store to write into (existing keys with the same names are replaced).
     verbose
-        Draw a progress bar on stderr.
+        Show progress on stderr: True always (a bar on a terminal, a line per update
+        elsewhere), False never, None only when stderr is a terminal.
 
     Raises
     ------

@@ -7,8 +7,8 @@ import tempfile
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from holdall._core.keys import validate_name
-from holdall._core.values import Group, Leaf, Node, decode_node
+from holdall._core.keys import check_name_lengths, validate_name
+from holdall._core.values import Group, Leaf, Node, decode_node, end_paths
 from holdall.errors import InvalidKeyError, KeyNotFoundError
 from holdall.storage.base import DataStorage, LeafSizes, NodeKind, leaf_sizes
 
@@ -53,7 +53,8 @@ class MemoryStorage(DataStorage):
     """Keeps data and metadata in memory. Values are copied on save and on load.
 
     `close` clears everything (seed 001). Sizes in ``file_sizes_KB`` are the in-memory bytes of
-    the arrays held.
+    the arrays held. Keys are held to Linux's name and path limits (255 bytes a segment, 4096 a
+    path), so that what a MemoryStorage accepts can be copied to disk.
     """
 
     keeps_arrays = True
@@ -107,6 +108,10 @@ class MemoryStorage(DataStorage):
         return "group" if isinstance(node, Group) else "leaf"
 
     def _write_node(self, parts: tuple[str, ...], node: Node) -> LeafSizes:
+        # The limits of a Linux filesystem, so that what is accepted here can be saved to disk.
+        for relative, _ in end_paths(node):
+            full = (*parts, *relative)
+            check_name_lengths("/".join(full), full, root=None)
         parent = self._root
         for part in parts[:-1]:
             child = parent.children.get(part)
