@@ -56,18 +56,24 @@ def _quiet() -> Iterator[None]:
 
 
 def _zarr_codecs(array: np.ndarray[Any, Any], preset: str) -> dict[str, Any]:
-    from zarr.codecs import BloscCodec, ZstdCodec
+    """zarr-python codecs equal to what OptStorage writes for `array` (CRC-32C included)."""
+    from zarr.codecs import BloscCodec, Crc32cCodec, ZstdCodec
     from zarr.codecs.numcodecs import Delta
 
-    is_int = array.dtype.kind in "iu"
-    filters = [Delta(dtype=str(array.dtype))] if is_int else []
+    from holdall.storage._zarr_codecs import new_spec
+
     if preset == "zstd12":
-        return {"filters": filters, "compressors": [ZstdCodec(level=12)]}
-    shuffle = "bitshuffle" if is_int else "shuffle"
-    return {
-        "filters": filters,
-        "compressors": [BloscCodec(cname="zstd", clevel=1, shuffle=shuffle)],
-    }
+        filters = [Delta(dtype=str(array.dtype))] if array.dtype.kind in "iu" else []
+        return {"filters": filters, "compressors": [ZstdCodec(level=12), Crc32cCodec()]}
+    spec = new_spec(array, zarr_format=3, compression="default", chunk_bytes=4 * MiB)
+    assert spec.compressor is not None
+    config = spec.compressor.get_config()
+    if config["id"] == "blosc":
+        shuffle = {0: "noshuffle", 1: "shuffle", 2: "bitshuffle"}[config["shuffle"]]
+        codec: Any = BloscCodec(cname=config["cname"], clevel=config["clevel"], shuffle=shuffle)
+    else:
+        codec = ZstdCodec(level=config["level"])
+    return {"filters": [], "compressors": [codec, Crc32cCodec()]}
 
 
 def bench_large(work: Path, nbytes: int, repeats: int) -> tuple[str, dict[str, Any]]:
@@ -87,7 +93,10 @@ def bench_large(work: Path, nbytes: int, repeats: int) -> tuple[str, dict[str, A
 
         def opt_write(compression: str) -> Callable[[], None]:
             def run() -> None:
-                with OptStorage(target / "s.zarr", compression=compression) as store:  # type: ignore[arg-type]
+                options: dict[str, Any] = {"delta": compression == "zstd12"}
+                with OptStorage(
+                    target / "s.zarr", mode="w", compression=compression, **options
+                ) as store:  # type: ignore[arg-type]
                     store.save_data("x", array)
 
             return run
@@ -239,7 +248,7 @@ def bench_small(work: Path, stores: int, zarr_stores: int) -> tuple[str, dict[st
         print(rows[-1], flush=True)
 
     def opt_write(path: Path, part: dict[str, Any]) -> None:
-        with OptStorage(f"{path}.zarr") as store:
+        with OptStorage(f"{path}.zarr", mode="w") as store:
             for key, value in part.items():
                 store.save_data(key, value)
             store.compress_store()
@@ -333,10 +342,11 @@ def bench_small(work: Path, stores: int, zarr_stores: int) -> tuple[str, dict[st
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
+    parser.add_argument("--stores", type=int, default=200, help="per-part stores (default 200)")
     args = parser.parse_args()
     numcodecs.blosc.set_nthreads(1)
     nbytes = 16 * MiB if args.quick else 256 * MiB
-    stores = 50 if args.quick else 1000
+    stores = 50 if args.quick else args.stores
     with tempfile.TemporaryDirectory(prefix="holdall-bench-", dir=".") as tmp:
         work = Path(tmp)
         large_table, checks = bench_large(work, nbytes, repeats=1 if args.quick else 3)
