@@ -89,6 +89,10 @@ _BUFFER_ARRAY_BYTES = 1024 * 1024
 _BUFFER_LIMIT = 64 * 1024 * 1024
 #: Bytes a path gains below a key (staging folder, chunk keys), checked with the key.
 _PATH_MARGIN = len(f"/{CONTROL}/stage/") + 64
+#: File names up to this many bytes fit every filesystem holdall runs on (NAME_MAX 255).
+_SAFE_NAME_BYTES = 255
+#: Paths up to this many bytes fit Linux's PATH_MAX (4096).
+_SAFE_PATH_BYTES = 4096
 
 
 class OptStorage(DataStorage):
@@ -162,6 +166,11 @@ class OptStorage(DataStorage):
         self._fsync = fsync
         self._lock_timeout = lock_timeout
         self._zarr_format: ZarrFormat = zarr_format or 3
+        self._path_budget = (
+            _SAFE_PATH_BYTES - len(os.path.abspath(self._location.url).encode()) - _PATH_MARGIN
+            if self._location.is_local
+            else _SAFE_PATH_BYTES
+        )
         self._nodes: dict[str, ZarrNode] = {}
         self._pending: dict[str, bytes] = {}
         self._pending_bytes = 0
@@ -531,12 +540,15 @@ class OptStorage(DataStorage):
                 "names starting with '__', cannot be data keys in OptStorage)",
                 key=key,
             )
-        check_name_lengths(
-            key,
-            path.split("/"),
-            root=self._location.url if self._location.is_local else None,
-            extra_path_bytes=_PATH_MARGIN,
-        )
+        # A UTF-8 character takes at most 4 bytes: short keys cannot exceed any limit.
+        longest = max(len(part) for part in path.split("/"))
+        if 4 * longest > _SAFE_NAME_BYTES or 4 * len(path) > self._path_budget:
+            check_name_lengths(
+                key,
+                path.split("/"),
+                root=self._location.url if self._location.is_local else None,
+                extra_path_bytes=_PATH_MARGIN,
+            )
 
     # ----------------------------------------------------------------- writing
 
