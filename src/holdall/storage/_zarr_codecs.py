@@ -530,8 +530,21 @@ def decode_array(
 
 
 def _v3_codec(config: dict[str, Any]) -> Codec | None:
-    name = config["name"]
-    conf = dict(config.get("configuration", {}))
+    """The numcodecs codec of a v3 codec document (shared: a store repeats a few configurations)."""
+    conf = config.get("configuration", {})
+    try:
+        key = (config["name"], tuple(sorted(conf.items())))
+        return _cached_codec(key)
+    except TypeError:  # unhashable configuration values: build it every time
+        return _build_codec(config["name"], dict(conf))
+
+
+@lru_cache(maxsize=256)
+def _cached_codec(key: tuple[str, tuple[tuple[str, Any], ...]]) -> Codec | None:
+    return _build_codec(key[0], dict(key[1]))
+
+
+def _build_codec(name: str, conf: dict[str, Any]) -> Codec | None:
     if name == "blosc":
         return numcodecs.Blosc(
             cname=conf["cname"],
