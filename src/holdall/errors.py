@@ -14,6 +14,7 @@ __all__ = [
     "CollectiveMismatchError",
     "ConversionError",
     "CorruptedFileError",
+    "ExperimentExistsError",
     "HoldallError",
     "HoldallWarning",
     "IntegrityError",
@@ -223,3 +224,15 @@ class BackendUnavailableError(HoldallError, ImportError):
     def __init__(self, message: str, *, extra: str | None = None) -> None:
         super().__init__(message)
         self.extra = extra
+
+
+class ExperimentExistsError(HoldallError, FileExistsError):
+    """An experiment with this name or id is already persisted and replacing it was not asked for.
+
+    Persist with ``if_exists="replace"`` to overwrite it (mltraq's ``ExperimentAlreadyExists``).
+    """
+
+    def __init__(self, message: str, *, name: str | None = None, id_experiment: object = None):
+        super().__init__(message)
+        self.name = name
+        self.id_experiment = id_experiment

@@ -11,14 +11,23 @@ from __future__ import annotations
 
 from holdall.objects._bunch import Bunch
 from holdall.objects._datastore import DataStore, DataStoreIO
+from holdall.objects._experiment import Experiment, Run, Runs
 from holdall.objects._options import Options, options
+from holdall.objects._session import Session, create_experiment, create_session, load_experiment
 from holdall.objects._tmpdir import tmpdir_ctx
 
 __all__ = [
     "Bunch",
     "DataStore",
     "DataStoreIO",
+    "Experiment",
     "Options",
+    "Run",
+    "Runs",
+    "Session",
+    "create_experiment",
+    "create_session",
+    "load_experiment",
     "options",
     "tmpdir_ctx",
 ]
