@@ -280,7 +280,7 @@ def open_source(location: Location, *, name: str) -> Iterator[Source]:
             handle.readinto(data)  # type: ignore[attr-defined]
             yield Source(name, size, buffer=data)
             return
-        size = location.size()
+        size = int(getattr(handle, "size", None) or location.size())
         if size <= _SMALL:
             yield Source(name, size, buffer=bytearray(handle.read()))
             return
