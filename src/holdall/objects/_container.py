@@ -43,7 +43,7 @@ MAGIC = b"HLDOBJ01"
 FORMAT_VERSION = 1
 _FOOTER = struct.Struct("<QQI4x8s")
 _ALIGN = 64
-_CHUNK = 16 << 20
+_CHUNK = 4 << 20
 #: Objects up to this size are read in one call rather than memory-mapped.
 _SMALL = 1 << 20
 
