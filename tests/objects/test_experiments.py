@@ -174,7 +174,8 @@ def test_load_by_name_or_id_and_list(db_url: str) -> None:
         session.load_experiment(id_experiment="xyz")
     with pytest.raises(InvalidValueError, match="either a name or an id"):
         session.load_experiment()
-    # The file opens in DuckDB itself.
+    # The file opens in DuckDB itself once the session hands it back.
+    session.close()
     with duckdb.connect(db_url[len("duckdb:///") :], read_only=True) as conn:
         assert conn.execute("SELECT count(*) FROM experiments").fetchone() == (2,)
         assert conn.execute(

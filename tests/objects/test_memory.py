@@ -46,7 +46,11 @@ print(json.dumps({{"extra": peak_mb() - base}}))
 
 
 def test_read_holds_one_copy() -> None:
-    run_child(PRELUDE + "open('url', 'w').write(DataStoreIO.serialize_write(np.ones(N), relative_path_prefix='mem').url)", Path.cwd())
+    run_child(
+        PRELUDE
+        + "open('url', 'w').write(DataStoreIO.serialize_write(np.ones(N), relative_path_prefix='mem').url)",
+        Path.cwd(),
+    )
     code = """
 url = open("url").read()
 base = peak_mb()
@@ -56,7 +60,9 @@ print(json.dumps({"extra": peak_mb() - base, "total": total}))
 """
     result = measure(code, Path.cwd())
     assert result["total"] == SIZE_MB << 17
-    assert result["extra"] < 1.2 * SIZE_MB, f"reading a {SIZE_MB} MiB array needed {result['extra']:.1f} MiB"
+    assert result["extra"] < 1.2 * SIZE_MB, (
+        f"reading a {SIZE_MB} MiB array needed {result['extra']:.1f} MiB"
+    )
 
 
 def test_persist_and_reload_hold_one_copy() -> None:

@@ -29,7 +29,9 @@ def s3fs_of(s3_server: dict[str, Any]) -> Any:
 
 
 def test_datastoreio_round_trips_on_s3(s3_root: str, s3_server: dict[str, Any]) -> None:
-    written = DataStoreIO.serialize_write({"arrays": ARRAYS, "scalars": SCALARS}, relative_path_prefix="p/q")
+    written = DataStoreIO.serialize_write(
+        {"arrays": ARRAYS, "scalars": SCALARS}, relative_path_prefix="p/q"
+    )
     assert written.url.startswith(f"{s3_root}/p/q/")
     same(written.read_deserialize(), {"arrays": ARRAYS, "scalars": SCALARS})
     relative = "file:///" + written.url[len(s3_root) + 1 :]
@@ -59,7 +61,9 @@ def test_urls_outside_the_s3_root_are_refused(s3_root: str) -> None:
         DataStoreIO.delete("../")
 
 
-def test_experiments_with_an_s3_datastore(s3_root: str, s3_server: dict[str, Any], tmp_path: Any) -> None:
+def test_experiments_with_an_s3_datastore(
+    s3_root: str, s3_server: dict[str, Any], tmp_path: Any
+) -> None:
     session = create_session(tmp_path / "experiments.duckdb")
     experiment = session.create_experiment("s3")
     with experiment.run() as run:
@@ -78,7 +82,8 @@ def test_experiments_with_an_s3_datastore(s3_root: str, s3_server: dict[str, Any
     loaded.persist(if_exists="replace")
     fs.invalidate_cache()
     after = set(fs.ls(folder))
-    assert len(after) == 2 and not after & before
+    assert len(after) == 2
+    assert not after & before
     assert session.load_experiment("s3").runs.first().fields.ds2.c == 456
     loaded.delete()
     fs.invalidate_cache()

@@ -30,8 +30,8 @@ from typing import IO, TYPE_CHECKING, Any, BinaryIO
 
 import numpy as np
 
-from holdall._core.atomic import atomic_output
 from holdall._core.locations import LocalLocation, Location
+from holdall._core.owners import owner_tag
 from holdall.errors import CorruptedFileError, KeyNotFoundError
 
 if TYPE_CHECKING:
@@ -122,8 +122,7 @@ def write_location(target: Location, produce: Callable[[BinaryIO], None]) -> Non
     spooled to a local temporary file (bounded memory) and uploaded in one put.
     """
     if isinstance(target, LocalLocation):
-        with atomic_output(target.path) as handle:
-            produce(handle)
+        _write_local(target.path, produce)
         return
     fd, name = tempfile.mkstemp(prefix="holdall-object-", suffix=".tmp")
     spool = Path(name)
@@ -134,6 +133,29 @@ def write_location(target: Location, produce: Callable[[BinaryIO], None]) -> Non
     finally:
         with contextlib.suppress(FileNotFoundError):
             spool.unlink()
+
+
+def _write_local(path: Path, produce: Callable[[BinaryIO], None]) -> None:
+    """Write `path` through a temporary sibling and rename it into place.
+
+    The temporary name is ``.<name>.<owner tag>.tmp``: object names are fresh random ids, so
+    it never collides, and a leftover of a dead process says whose it was. One exclusive
+    ``open`` (no mkstemp, chmod and reopen) keeps the cost per small object low.
+    """
+    temporary = path.with_name(f".{path.name}.{owner_tag()}.tmp")
+    try:
+        handle = open(temporary, "xb")  # noqa: SIM115 - closed below, before the rename
+    except FileNotFoundError:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle = open(temporary, "xb")  # noqa: SIM115
+    try:
+        with handle:
+            produce(handle)
+        os.replace(temporary, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            temporary.unlink()
+        raise
 
 
 class Source:

@@ -156,8 +156,14 @@ class DataStoreIO:
         prefix = options().get("datastore.relative_path_prefix", prefer=relative_path_prefix)
         segments = parse_relative(prefix, what="relative_path_prefix")
         check_not_experiment_folder(segments, what="relative_path_prefix")
-        root = current_root()
-        return DataStoreIO(write_new_object(root, segments, produce))
+        return DataStoreIO._of(write_new_object(current_root(), segments, produce))
+
+    @classmethod
+    def _of(cls, url: str) -> DataStoreIO:
+        """An instance for a URL holdall just made (already valid: no second check)."""
+        made = cls.__new__(cls)
+        made.url = url
+        return made
 
     def read(self) -> bytes:
         """The object's bytes, exactly as stored."""

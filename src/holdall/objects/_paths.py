@@ -9,6 +9,8 @@ root no segment may be a symbolic link.
 
 from __future__ import annotations
 
+import functools
+import json
 import os
 import re
 import uuid
@@ -150,8 +152,19 @@ def parse_root(url: object) -> Root:
 
 
 def current_root() -> Root:
-    """The root of the ``datastore.url`` setting now in force."""
-    return parse_root(options().get("datastore.url"))
+    """The root of the ``datastore.url`` setting now in force (relative to the working directory)."""
+    url = options().get("datastore.url")
+    storage = options().get("datastore.storage_options")
+    try:
+        key = (url, os.getcwd(), json.dumps(storage, sort_keys=True, default=repr))
+        return _cached_root(key)
+    except TypeError:  # an unhashable URL: let parse_root explain
+        return parse_root(url)
+
+
+@functools.lru_cache(maxsize=32)
+def _cached_root(key: tuple[object, str, str]) -> Root:
+    return parse_root(key[0])
 
 
 def new_object_name() -> str:

@@ -2,10 +2,13 @@
 
 Tables: ``holdall_objects_schema`` (one row: the schema version), ``experiments`` (id, name,
 fields as JSON, run count, when persisted) and ``runs`` (experiment id, position, run id,
-fields as JSON). A file database is opened for each operation and closed after it, under an
-inter-process lock beside it (``<file>.lock``): one writer at a time, readers shared and
-read-only, so several processes can use one file; a killed holder's lock is freed by the
-kernel. An in-memory database lives as long as its `RecordStore`.
+fields as JSON). DuckDB lets only one process open a file read-write, and opening it costs
+tens of milliseconds, so a session takes an inter-process lock beside it (``<file>.lock``)
+and keeps the lock and the connection between operations (a lease); a watcher thread hands
+both back within ~20 ms when another process announces it is waiting (``<file>.waiters``),
+or after a second without use.
+A killed holder's lock is freed by the kernel, and DuckDB's write-ahead log keeps every
+committed persist. An in-memory database lives as long as its `RecordStore`.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import datetime
 import json
 import os
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -25,7 +29,8 @@ import duckdb
 import polars as pl
 import pyarrow as pa
 
-from holdall._core.locks import InterProcessLock
+from holdall._core.closing import close_at_exit, forget_at_exit
+from holdall._core.locks import InterProcessLock, WaiterSignal
 from holdall.errors import (
     ClosedStorageError,
     CorruptedFileError,
@@ -37,6 +42,10 @@ from holdall.errors import (
 __all__ = ["ExperimentRow", "RecordStore", "RunRow", "parse_database_url"]
 
 SCHEMA_VERSION = 1
+_WATCH_INTERVAL_S = 0.02
+#: A lease unused for this long is handed back, so other tools (the DuckDB CLI) can open the
+#: file, and an abandoned session holds nothing.
+_IDLE_RELEASE_S = 1.0
 
 _CREATE = [
     "CREATE TABLE IF NOT EXISTS holdall_objects_schema (version INTEGER NOT NULL)",
@@ -106,8 +115,20 @@ class RecordStore:
         self.path = parse_database_url(url)
         self.lock_timeout_s = lock_timeout_s
         self._memory: duckdb.DuckDBPyConnection | None = None
-        self._thread_lock = threading.RLock()
-        if self.path is None:
+        self._conn: duckdb.DuckDBPyConnection | None = None
+        self._closed = False
+        self._mutex = threading.RLock()
+        self._stop = threading.Event()
+        self._watcher: threading.Thread | None = None
+        self._last_used = time.monotonic()
+        if self.path is not None:
+            self._lock = InterProcessLock(
+                self.path.with_name(self.path.name + ".lock"),
+                what=f"experiment database {self.path}",
+                error=WorkspaceLockedError,
+            )
+            self._waiters = WaiterSignal(self.path.with_name(self.path.name + ".waiters"))
+        else:
             self._memory = duckdb.connect(":memory:")
             self._create(self._memory)
 
@@ -145,7 +166,7 @@ class RecordStore:
 
     @contextlib.contextmanager
     def connect_write(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        """A connection for one writing operation, holding the exclusive lock for the whole block.
+        """The connection for one writing operation, holding the lease for the whole block.
 
         Everything done inside (writing objects, then committing the record) is one step for
         other processes.
@@ -157,46 +178,87 @@ class RecordStore:
 
     @contextlib.contextmanager
     def connect_read(self) -> Iterator[duckdb.DuckDBPyConnection | None]:
-        """A read-only connection (None when the database file does not exist yet)."""
+        """The connection for reading (None when the database file does not exist yet)."""
         with self._connect(write=False) as conn:
             yield conn
 
     @contextlib.contextmanager
     def _connect(self, *, write: bool) -> Iterator[duckdb.DuckDBPyConnection | None]:
-        with self._thread_lock:
+        with self._mutex:
             if self._memory is not None:
                 yield self._memory
                 return
-            if self.path is None:
-                raise ClosedStorageError("the in-memory experiment database was closed")
-            if not write and not self.path.exists():
+            if self._closed or self.path is None:
+                raise ClosedStorageError(
+                    f"experiment session on {self.url} was closed; create a new session",
+                    path=self.url,
+                )
+            if self._conn is None and not write and not self.path.exists():
                 yield None
                 return
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            lock = InterProcessLock(
-                self.path.with_name(self.path.name + ".lock"),
-                what=f"experiment database {self.path}",
-                error=WorkspaceLockedError,
-            )
-            lock.acquire(shared=not write, timeout_s=self.lock_timeout_s)
             try:
-                try:
-                    conn = duckdb.connect(str(self.path), read_only=not write)
-                except duckdb.Error as err:
-                    raise CorruptedFileError(
-                        f"experiment database {self.path} cannot be opened by DuckDB: {err}",
-                        path=str(self.path),
-                    ) from err
-                try:
-                    if write:
-                        self._create_or_check(conn)
-                    else:
-                        self._check_version(conn)
-                    yield conn
-                finally:
-                    conn.close()
+                yield self._lease()
             finally:
-                lock.release()
+                self._last_used = time.monotonic()
+
+    def _lease(self) -> duckdb.DuckDBPyConnection:
+        """The open connection, taking the lock and opening the file if needed."""
+        if self._conn is not None:
+            return self._conn
+        if self.path is None:
+            raise RuntimeError("an in-memory database has no lease")
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self._waiters.waiting():
+            self._lock.acquire(shared=False, timeout_s=self.lock_timeout_s)
+        try:
+            try:
+                conn = duckdb.connect(str(self.path))
+            except duckdb.Error as err:
+                raise CorruptedFileError(
+                    f"experiment database {self.path} cannot be opened by DuckDB: {err}",
+                    path=str(self.path),
+                ) from err
+            try:
+                self._create_or_check(conn)
+            except BaseException:
+                conn.close()
+                raise
+        except BaseException:
+            self._lock.release()
+            raise
+        self._conn = conn
+        if self._watcher is None:
+            self._watcher = threading.Thread(
+                target=self._watch, name=f"holdall-experiments-lease:{self.path}", daemon=True
+            )
+            self._watcher.start()
+        close_at_exit(self)
+        return conn
+
+    def _release(self) -> None:
+        """Close the file connection and hand the lock to whoever waits."""
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            try:
+                conn.close()
+            finally:
+                self._lock.release()
+
+    def _watch(self) -> None:
+        """Hand the lease back when someone waits or it was idle for a while; then stop."""
+        while not self._stop.wait(_WATCH_INTERVAL_S):
+            if not self._mutex.acquire(blocking=False):
+                continue  # an operation is running; look again later
+            try:
+                idle = time.monotonic() - self._last_used > _IDLE_RELEASE_S
+                if self._conn is None or idle or self._waiters.anyone_waiting():
+                    with contextlib.suppress(Exception):  # the next operation reopens, reports
+                        self._release()
+                    self._watcher = None
+                    forget_at_exit(self)
+                    return
+            finally:
+                self._mutex.release()
 
     def _create_or_check(self, conn: duckdb.DuckDBPyConnection) -> None:
         tables = {
@@ -325,10 +387,20 @@ class RecordStore:
         return pl.DataFrame(rows, schema=schema, orient="row")
 
     def close(self) -> None:
-        """Close the in-memory database (its experiments are gone)."""
-        if self._memory is not None:
-            self._memory.close()
-            self._memory = None
+        """Close the database (an in-memory one, and its experiments, are gone); idempotent."""
+        with self._mutex:
+            if self._closed:
+                return
+            self._closed = True
+            self._stop.set()
+            if self._memory is not None:
+                self._memory.close()
+                self._memory = None
+            self._release()
+        watcher = self._watcher
+        if watcher is not None and watcher is not threading.current_thread():
+            watcher.join()
+        forget_at_exit(self)
 
 
 def _dumps(value: Any) -> str:
