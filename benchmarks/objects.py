@@ -61,15 +61,17 @@ out = {}
 if lib == "numpy":
     path = "array.npy"
     if op == "large_persist":
+        base = peak_mb()
         value = np.arange(n, dtype=np.float64)
-        base = peak_mb(); start = time.perf_counter()
+        start = time.perf_counter()
         np.save(path, value)
     else:
         base = peak_mb(); start = time.perf_counter()
         out["check"] = float(np.load(path).sum())
 elif op == "large_persist":
-    s = session(); value = np.arange(n, dtype=np.float64)
-    base = peak_mb(); start = time.perf_counter()
+    s = session(); base = peak_mb()
+    value = np.arange(n, dtype=np.float64)
+    start = time.perf_counter()
     e = s.create_experiment("large")
     with e.run() as run:
         run.fields.ds = DataStore()
@@ -159,25 +161,33 @@ def measure(python: Path, lib: str, op: str, items: int, folder: Path) -> dict[s
     return dict(json.loads(done.stdout.strip().splitlines()[-1]))
 
 
-def pair(python: Path, lib: str, kind: str, items: int, repeats: int, tmp: Path) -> dict[str, Any]:
-    """Median seconds and largest peak of `repeats` write-then-read pairs, each in a new folder."""
-    writes, reads = [], []
-    for repeat in range(repeats):
-        folder = tmp / f"{lib}-{kind}-{items}-{repeat}"
-        folder.mkdir()
-        writes.append(measure(python, lib, f"{kind}_persist", items, folder))
-        reads.append(measure(python, lib, f"{kind}_reload", items, folder))
+def pair(python: Path, lib: str, kind: str, items: int, tmp: Path) -> dict[str, Any]:
+    """One write-then-read pair in a new folder."""
+    folder = Path(tempfile.mkdtemp(prefix=f"{lib}-{kind}-", dir=tmp))
+    try:
+        write = measure(python, lib, f"{kind}_persist", items, folder)
+        read = measure(python, lib, f"{kind}_reload", items, folder)
+    finally:
         shutil.rmtree(folder, ignore_errors=True)
-    checks = {read.get("check") for read in reads}
-    if len(checks) != 1:
-        raise RuntimeError(f"{lib} {kind}: reads disagree: {checks}")
     return {
-        "write_s": statistics.median(w["seconds"] for w in writes),
-        "read_s": statistics.median(r["seconds"] for r in reads),
-        "write_peak_mb": max(w["peak_mb"] for w in writes),
-        "read_peak_mb": max(r["peak_mb"] for r in reads),
-        "check": checks.pop(),
+        "write_s": write["seconds"],
+        "read_s": read["seconds"],
+        "write_peak_mb": write["peak_mb"],
+        "read_peak_mb": read["peak_mb"],
+        "check": read.get("check"),
     }
+
+
+def summarize(runs: list[dict[str, Any]], label: str) -> dict[str, Any]:
+    """Median times and largest peaks of repeated pairs (whose reads must agree)."""
+    if len({run["check"] for run in runs}) != 1:
+        raise RuntimeError(f"{label}: reads disagree: {[run['check'] for run in runs]}")
+    summary: dict[str, Any] = {"check": runs[0]["check"]}
+    for key in ("write_s", "read_s"):
+        summary[key] = statistics.median(run[key] for run in runs)
+    for key in ("write_peak_mb", "read_peak_mb"):
+        summary[key] = max(run[key] for run in runs)
+    return summary
 
 
 def main() -> None:
@@ -189,6 +199,7 @@ def main() -> None:
     parser.add_argument(
         "--repeats", type=int, default=3, help="write/read pairs per figure (median)"
     )
+    parser.add_argument("--save", help="also write the raw figures to this JSON file")
     args = parser.parse_args()
     sizes = [int(size) for size in args.sizes.split(",") if size]
     command = (
@@ -198,19 +209,25 @@ def main() -> None:
     mltraq_python = peer_python()
     libs = {"holdall": ours_python} | ({"mltraq": mltraq_python} if mltraq_python else {})
     tmp = Path(tempfile.mkdtemp(prefix="holdall-bench-objects-"))
-    results: dict[str, dict[str, Any]] = {}
+    cases = [
+        (lib, python, "large", size)
+        for size in sizes
+        for lib, python in {**libs, "numpy": ours_python}.items()
+    ]
+    cases += [
+        (lib, python, kind, 0) for kind in ("one_ds", "runs", "io") for lib, python in libs.items()
+    ]
+    runs: dict[str, list[dict[str, Any]]] = {}
     try:
-        for size in sizes:
-            items = size * 1_000_000 // 8
-            for lib, python in {**libs, "numpy": ours_python}.items():
-                results[f"{lib}/large/{size}"] = pair(
-                    python, lib, "large", items, args.repeats, tmp
-                )
-                print(f"{lib} {size} MB: {results[f'{lib}/large/{size}']}", file=sys.stderr)
-        for kind in ("one_ds", "runs", "io"):
-            for lib, python in libs.items():
-                results[f"{lib}/{kind}"] = pair(python, lib, kind, SMALL_COUNT, args.repeats, tmp)
-                print(f"{lib} {kind}: {results[f'{lib}/{kind}']}", file=sys.stderr)
+        # Repeats go round all cases in turn, so a change of load on a shared machine hits
+        # every library alike instead of one library's whole series.
+        for _ in range(args.repeats):
+            for lib, python, kind, size in cases:
+                key = f"{lib}/{kind}/{size}" if kind == "large" else f"{lib}/{kind}"
+                items = size * 1_000_000 // 8 if kind == "large" else SMALL_COUNT
+                runs.setdefault(key, []).append(pair(python, lib, kind, items, tmp))
+                print(f"{key}: {runs[key][-1]}", file=sys.stderr)
+        results = {key: summarize(value, key) for key, value in runs.items()}
         version = ""
         if mltraq_python:
             version = subprocess.run(
@@ -219,6 +236,8 @@ def main() -> None:
             ).stdout.strip()  # fmt: skip
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+    if args.save:
+        Path(args.save).write_text(json.dumps({"results": results, "version": version}, indent=1))
     write_section("objects", report(sizes, args.repeats, command, results, version))
 
 
@@ -231,6 +250,7 @@ def report(
     for size in sizes:
         ours, numpy = results[f"holdall/large/{size}"], results[f"numpy/large/{size}"]
         peer = results.get(f"mltraq/large/{size}")
+        mib = size * 1e6 / 2**20  # peaks are in MiB (getrusage), sizes in MB
         for step, label in (("write", "persist"), ("read", "reload")):
             mbps = size / ours[f"{step}_s"]
             row = [
@@ -238,8 +258,8 @@ def report(
                 f"{mbps:,.0f}",
                 f"{size / numpy[f'{step}_s']:,.0f}",
                 f"{numpy[f'{step}_s'] / ours[f'{step}_s']:.2f}x",
-                f"{ours[f'{step}_peak_mb'] / size:.2f}x",
-                f"{numpy[f'{step}_peak_mb'] / size:.2f}x",
+                f"{ours[f'{step}_peak_mb'] / mib:.2f}x",
+                f"{numpy[f'{step}_peak_mb'] / mib:.2f}x",
             ]
             if has_peer and peer:
                 row += [
@@ -282,7 +302,8 @@ def report(
 operation in a fresh process. Persist is `experiment.persist()` of one run whose DataStore
 holds a float64 array (for numpy: `np.save`); reload is `load_experiment` (for numpy:
 `np.load`) plus one pass over the array (`.sum()`), so memory-mapped data is really read.
-Reads come from the page cache the write just filled, for every library alike. Peak is
+Reads come from the page cache the write just filled, for every library alike; every
+operation starts after `os.sync()`, so no one pays for flushing another's writes. Peak is
 the process's peak RSS above its baseline (after imports and a warm-up use of the
 database, before the value exists), divided by the value's size: a persist cannot go below
 1.0x (the value itself is in memory).

@@ -302,3 +302,20 @@ def test_bad_names_are_refused() -> None:
     for bad in ["", "a\x00b", 5]:
         with pytest.raises(InvalidValueError, match="experiment name"):
             create_experiment(bad)  # type: ignore[arg-type]
+
+
+def test_a_closed_file_session_refuses_use_and_hands_the_file_back(db_url: str) -> None:
+    from holdall.errors import ClosedStorageError
+
+    session = create_session(db_url)
+    experiment = session.create_experiment("c")
+    experiment.persist()
+    session.close()
+    session.close()  # idempotent
+    with pytest.raises(ClosedStorageError, match="closed"):
+        experiment.reload()
+    with pytest.raises(ClosedStorageError):
+        session.ls()
+    # Nothing holds the file any more: DuckDB itself opens it read-write.
+    with duckdb.connect(db_url[len("duckdb:///") :]) as conn:
+        assert conn.execute("SELECT name FROM experiments").fetchall() == [("c",)]

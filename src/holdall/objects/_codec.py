@@ -191,9 +191,8 @@ class _Decoder:
             raise self.bad(node) from err
 
     def _decode(self, kind: str, node: dict[str, Any]) -> Any:
-        scalars: dict[str, Any] = {"none": None}
-        if kind in scalars:
-            return scalars[kind]
+        if kind == "none":
+            return None
         if kind in ("bool", "int"):
             value = node["v"]
             if type(value) is not (bool if kind == "bool" else int):

@@ -26,7 +26,9 @@ __all__ = [
     "Root",
     "check_not_experiment_folder",
     "current_root",
+    "new_object_name",
     "parse_relative",
+    "parse_root",
 ]
 
 _UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", re.I)
@@ -57,11 +59,6 @@ def check_not_experiment_folder(segments: tuple[str, ...], *, what: str) -> None
             "when it is deleted. Use another prefix, such as 'self_managed/<id>'",
             key="/".join(segments),
         )
-
-
-def is_experiment_id(name: str) -> bool:
-    """True when `name` is written like an experiment id (a UUID)."""
-    return _UUID.match(name) is not None
 
 
 @dataclass(frozen=True)

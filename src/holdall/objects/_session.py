@@ -82,15 +82,16 @@ class Session:
                 raise KeyNotFoundError(
                     f"{id_experiment!r} is not an experiment id (a UUID)", key=str(id_experiment)
                 ) from err
+        # The objects are read under the lease too: no other process can replace them meanwhile.
         with self.records.connect_read() as conn:
             found = self.records.load(conn, name=name, id_experiment=id_experiment)
-        if found is None:
-            what = f"name {name!r}" if name is not None else f"id {id_experiment}"
-            raise KeyNotFoundError(
-                f"no experiment with {what} in {self.url}", key=str(name or id_experiment)
-            )
-        row, runs = found
-        return Experiment.from_rows(self, row, runs, allow_pickle=allow_pickle)
+            if found is None:
+                what = f"name {name!r}" if name is not None else f"id {id_experiment}"
+                raise KeyNotFoundError(
+                    f"no experiment with {what} in {self.url}", key=str(name or id_experiment)
+                )
+            row, runs = found
+            return Experiment.from_rows(self, row, runs, allow_pickle=allow_pickle)
 
     def ls(self) -> pl.DataFrame:
         """The persisted experiments: ``id_experiment``, ``name``, ``run_count``, ``persisted_at``."""
