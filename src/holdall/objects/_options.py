@@ -40,7 +40,14 @@ class Options:
     _instance: ClassVar[Options | None] = None
 
     def __init__(self) -> None:
-        self.values: dict[str, Any] = copy.deepcopy(self.default_values)
+        self._values: dict[str, Any] = copy.deepcopy(self.default_values)
+        self.generation = 0
+        """Changes whenever a setting may have changed (lets callers cache derived values)."""
+
+    @property
+    def values(self) -> dict[str, Any]:
+        """The whole tree (a copy: change settings with `set`)."""
+        return copy.deepcopy(self._values)
 
     @classmethod
     def instance(cls) -> Options:
@@ -54,7 +61,7 @@ class Options:
         if not isinstance(path, str) or not path:
             raise KeyNotFoundError(f"option path must be a non-empty str, got {path!r}", key=path)
         *steps, last = path.split(".")
-        node, default = self.values, self.default_values
+        node, default = self._values, self.default_values
         for step in steps:
             if not isinstance(default.get(step), dict):
                 raise self._unknown(path)
@@ -93,11 +100,13 @@ class Options:
         """Set the option at `path` to `value`."""
         node, last = self._walk(path)
         node[last] = value
+        self.generation += 1
 
     def reset(self, path: str | None = None) -> None:
         """Restore `path` (or every option) to its default."""
         if path is None:
-            self.values = copy.deepcopy(self.default_values)
+            self._values = copy.deepcopy(self.default_values)
+            self.generation += 1
             return
         self._walk(path)
         default: Any = self.default_values
@@ -108,13 +117,14 @@ class Options:
     @contextlib.contextmanager
     def ctx(self, values: Mapping[str, Any]) -> Iterator[Options]:
         """Set `values` (dotted path -> value) for the duration of a with-block."""
-        saved = copy.deepcopy(self.values)
+        saved = copy.deepcopy(self._values)
         try:
             for path, value in values.items():
                 self.set(path, value)
             yield self
         finally:
-            self.values = saved
+            self._values = saved
+            self.generation += 1
 
     @staticmethod
     def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:

@@ -9,8 +9,6 @@ root no segment may be a symbolic link.
 
 from __future__ import annotations
 
-import functools
-import json
 import os
 import re
 import uuid
@@ -108,15 +106,16 @@ class Root:
     def target(self, segments: tuple[str, ...]) -> Location:
         """The location of `segments`, refusing symbolic links anywhere below the root."""
         if isinstance(self.location, LocalLocation):
-            check_name_lengths("/".join(segments), segments, root=str(self.path))
-            probe = self.path
+            root = str(self.location.path)
+            check_name_lengths("/".join(segments), segments, root=root)
+            probe = root
             for segment in segments:
-                probe = probe / segment
-                if probe.is_symlink():
+                probe = os.path.join(probe, segment)
+                if os.path.islink(probe):
                     raise UnsafePathError(
                         f"datastore path {probe} is a symbolic link; holdall never follows links "
                         "below the datastore root",
-                        path=str(probe),
+                        path=probe,
                     )
         return self.location.child("/".join(segments))
 
@@ -150,18 +149,17 @@ def parse_root(url: object) -> Root:
 
 def current_root() -> Root:
     """The root of the ``datastore.url`` setting now in force (relative to the working directory)."""
-    url = options().get("datastore.url")
-    storage = options().get("datastore.storage_options")
-    try:
-        key = (url, os.getcwd(), json.dumps(storage, sort_keys=True, default=repr))
-        return _cached_root(key)
-    except TypeError:  # an unhashable URL: let parse_root explain
-        return parse_root(url)
+    settings = options()
+    key = (settings.generation, os.getcwd())
+    cached = _ROOTS.get(key)
+    if cached is None:
+        cached = parse_root(settings.get("datastore.url"))
+        _ROOTS.clear()  # only the settings in force now can be asked for again
+        _ROOTS[key] = cached
+    return cached
 
 
-@functools.lru_cache(maxsize=32)
-def _cached_root(key: tuple[object, str, str]) -> Root:
-    return parse_root(key[0])
+_ROOTS: dict[tuple[int, str], Root] = {}
 
 
 def new_object_name() -> str:
