@@ -319,3 +319,24 @@ def test_a_closed_file_session_refuses_use_and_hands_the_file_back(db_url: str) 
     # Nothing holds the file any more: DuckDB itself opens it read-write.
     with duckdb.connect(db_url[len("duckdb:///") :]) as conn:
         assert conn.execute("SELECT name FROM experiments").fetchall() == [("c",)]
+
+
+def test_replacing_keeps_memory_mapped_values_of_the_old_version_valid(
+    db_url: str, root: Path
+) -> None:
+    session = create_session(db_url)
+    experiment = session.create_experiment("mapped")
+    experiment.add_run(
+        ds=DataStore(a=np.arange(1 << 18, dtype=np.float64))
+    )  # 2 MiB: mapped on read
+    experiment.persist()
+    loaded = session.load_experiment("mapped")
+    array = loaded.runs.first().fields.ds.a
+    old_files = files_in(root / str(experiment.id_experiment))
+    loaded.runs.first().fields.ds.b = 1
+    loaded.persist(if_exists="replace")  # writes from the mapped old file, then removes it
+    assert not set(old_files) & set(files_in(root / str(experiment.id_experiment)))
+    np.testing.assert_array_equal(array, np.arange(1 << 18, dtype=np.float64))
+    again = session.load_experiment("mapped").runs.first().fields.ds
+    np.testing.assert_array_equal(again.a, array)
+    assert again.b == 1
