@@ -44,6 +44,7 @@ FORMAT_VERSION = 1
 _FOOTER = struct.Struct("<QQI4x8s")
 _ALIGN = 64
 _CHUNK = 4 << 20
+_WRITE_CHUNK = 1 << 20
 #: Objects up to this size are read in one call rather than memory-mapped.
 _SMALL = 1 << 20
 
@@ -62,8 +63,11 @@ class BlobWriter:
         self._write(MAGIC)
 
     def _write(self, data: bytes | bytearray | memoryview) -> None:
-        view = memoryview(data)
-        self.handle.write(view)
+        view = memoryview(data).cast("B")
+        # Slices of a large buffer, not one huge write(2): the kernel then writes back
+        # while we copy, and a gigabyte goes out as fast as np.save's (measured here).
+        for start in range(0, view.nbytes, _WRITE_CHUNK):
+            self.handle.write(view[start : start + _WRITE_CHUNK])
         self.pos += view.nbytes
 
     def _align(self) -> None:
