@@ -321,11 +321,12 @@ database, before the value exists), divided by the value's size: a persist canno
 
 What bounds each figure:
 
-- Persist of 1 MB: the fixed cost of one persist (the DuckDB transaction that commits the
-  record, with its write-ahead-log flush: 15-30 ms here), not the bytes.
-- Persist of 100 MB and 1 GB: writing the array's own buffer once, as `np.save` does (one
-  `write` of the buffer, then a rename); on this shared VM the disk's write-back dominates
-  and varies run to run (the same 100 MB write measured 0.06-0.3 s back to back).
+- 1 MB: the fixed cost of one persist or load (the DuckDB transaction that commits the
+  record, with its write-ahead-log flush; the query and the object's open on load: 10-30 ms
+  here), not the bytes.
+- Persist of 100 MB and 1 GB: writing the array's own buffer once, as `np.save` does (in
+  1 MiB `write` calls, then a rename); on this shared VM the disk's write-back dominates and
+  varies run to run (the same 100 MB write measured 0.06-0.3 s back to back).
 - Reload: holdall memory-maps the object and the pass faults the pages in from the page
   cache; `np.load` copies the file into a new array, mltraq unpickles a copy.
 - Peak: holdall and numpy hold the value once; mltraq holds it about four times.
