@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+from holdall.objects import DataStore, DataStoreIO
 from holdall.storage import (
     DataStorage,
     JsonStorageHandler,
@@ -22,6 +23,8 @@ from holdall.storage import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "DataStore",
+    "DataStoreIO",
     "DataStorage",
     "JsonStorageHandler",
     "MemoryStorage",

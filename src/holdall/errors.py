@@ -15,6 +15,7 @@ __all__ = [
     "ConversionError",
     "CorruptedFileError",
     "EpochNotFoundError",
+    "ExperimentExistsError",
     "HoldallError",
     "HoldallWarning",
     "IntegrityError",
@@ -267,3 +268,15 @@ class PathNotFoundError(HoldallError, FileNotFoundError):
     def __init__(self, message: str, *, path: str | None = None) -> None:
         super().__init__(message)
         self.path = path
+
+
+class ExperimentExistsError(HoldallError, FileExistsError):
+    """An experiment with this name or id is already persisted and replacing it was not asked for.
+
+    Persist with ``if_exists="replace"`` to overwrite it (mltraq's ``ExperimentAlreadyExists``).
+    """
+
+    def __init__(self, message: str, *, name: str | None = None, id_experiment: object = None):
+        super().__init__(message)
+        self.name = name
+        self.id_experiment = id_experiment
