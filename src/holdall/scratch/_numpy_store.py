@@ -27,6 +27,7 @@ __all__ = ["NumpyStore", "read_soa", "write_soa"]
 
 _MAGIC = b"HOLDSOA\x01"
 _ALIGN = 64
+_RETRIES = 3
 
 
 class NumpyStore(ScratchStore):
@@ -89,7 +90,14 @@ class NumpyStore(ScratchStore):
         return key_path.with_name(f"{key_path.name}.rank{self._group.rank}.soa")
 
     def _spill(self, path: Path, data: SoA) -> None:
-        write_soa(path, data)
+        for attempt in range(_RETRIES):
+            try:
+                write_soa(path, data)
+                return
+            except FileNotFoundError:
+                # Another rank pruned the (empty) folder between our mkdir and our file.
+                if attempt == _RETRIES - 1:
+                    raise
 
     def _load(self, path: Path, fields: list[str] | None) -> SoA:
         return read_soa(path, fields, mmap=self._mmap)
@@ -97,9 +105,7 @@ class NumpyStore(ScratchStore):
     def _delete(self, paths: Sequence[Path]) -> None:
         for path in paths:
             path.unlink(missing_ok=True)
-
-    def _remove_folders(self) -> None:
-        self._remove_empty_folders()
+        self._prune(paths)
 
 
 def _aligned(offset: int) -> int:
