@@ -109,8 +109,12 @@ def test_mmap_reads_one_rank_in_file_byte_order(tmp_path: Path) -> None:
 
 
 def test_split_layout_rank_map_and_group_files(tmp_path: Path) -> None:
+    """Reading a map plus group file in one process (MPI tests write real split jobs)."""
+    from holdall.scratch.genericio import _write_rank_map, _WriteOptions
+
     path = tmp_path / "split.gio"
-    genericio.write(path, {"a": np.arange(4)}, file_partition=7)
+    _write_rank_map(path, [7], None, _WriteOptions("<", False, False, (0.0,) * 3, (0.0,) * 3))
+    genericio.write(f"{path}#7", {"a": np.arange(4)})
     assert sorted(p.name for p in tmp_path.iterdir()) == ["split.gio", "split.gio#7"]
     gio = genericio.GenericIOFile(path)
     assert gio.is_rank_map
@@ -175,3 +179,28 @@ def test_bad_inputs_are_rejected_clearly(tmp_path: Path) -> None:
     with pytest.raises(InvalidValueError, match="not in the data"):
         genericio.write(path, {"a": np.zeros(2)}, coordinates={"b": "x"})
     assert not path.exists()
+
+
+@pytest.mark.parametrize("byteorder", ["little", "big"])
+def test_rank_map_of_a_large_job_is_compressed_like_its_data(
+    tmp_path: Path, byteorder: str
+) -> None:
+    """A map of many ranks compresses (few ranks: see the golden bytes under MPI)."""
+    from holdall.scratch._gio_io import read_columns, read_header
+    from holdall.scratch.genericio import _write_rank_map, _WriteOptions
+
+    order = "<" if byteorder == "little" else ">"
+    colors = [rank // 250 for rank in range(1000)]
+    grid = [(rank % 10, rank // 10 % 10, rank // 100) for rank in range(1000)]
+    path = tmp_path / "map.gio"
+    _write_rank_map(path, colors, grid, _WriteOptions(order, True, True, (0.0,) * 3, (1.0,) * 3))
+    header = read_header(str(path))
+    assert header.byteorder == order
+    assert [v.name for v in header.variables] == ["$rank", "$partition", "$x", "$y", "$z"]
+    assert header.blocks is not None
+    assert all(block.filters == ("BLOSC",) for block in header.blocks[0])
+    assert header.phys_scale == (0.0, 0.0, 0.0)
+    got = read_columns(str(path), header, ["$partition", "$x", "$z"], [0], verify=True)
+    assert got["$partition"].tolist() == colors
+    assert got["$x"].tolist() == [g[0] for g in grid]
+    assert got["$z"].dtype == np.int32

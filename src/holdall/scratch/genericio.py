@@ -130,6 +130,8 @@ def write(
     file_partition
         Split the output: ranks passing the same number write ``path#<number>`` together,
         and `path` becomes a rank map naming each rank's file (the reference's partitions).
+        When every rank passes the same number nothing is split: `path` is a plain file,
+        as the reference writes it.
 
     Raises
     ------
@@ -158,10 +160,16 @@ def write(
     if file_partition is None:
         _write_file(group, target, variables, columns, options, group.rank, dims, coords)
         return
-    colors = group.allgather(int(file_partition))
+    placement = group.allgather((int(file_partition), coords))
+    colors = [color for color, _ in placement]
+    if len(set(colors)) == 1:  # as the reference: no rank split off, so one plain file
+        _write_file(group, target, variables, columns, options, group.rank, dims, coords)
+        return
+    failure = None
     if group.rank == 0:
-        failure = _attempt(lambda: _write_rank_map(target, colors))
-    failure = group.bcast(failure if group.rank == 0 else None)
+        grid = [where for _, where in placement] if group.is_cartesian() else None
+        failure = _attempt(lambda: _write_rank_map(target, colors, grid, options))
+    failure = group.bcast(failure)
     if failure is not None:
         raise OSError(f"writing the GenericIO rank map {target} failed: {failure}")
     sub = group.split(int(file_partition))
@@ -390,12 +398,28 @@ def _write_file(
         raise OSError(f"writing GenericIO file {target} failed: {'; '.join(failures)}")
 
 
-def _write_rank_map(target: Path, colors: Sequence[int]) -> None:
-    ranks = np.arange(len(colors), dtype=np.int32)
-    table = {"$rank": ranks, "$partition": np.asarray(colors, dtype=np.int32)}
+def _write_rank_map(
+    target: Path,
+    colors: Sequence[int],
+    grid: Sequence[tuple[int, int, int]] | None,
+    options: _WriteOptions,
+) -> None:
+    """Write the rank map of a split file the way the reference does, from rank 0 alone.
+
+    Its columns are int32 ``$rank`` and ``$partition``, plus ``$x``, ``$y``, ``$z`` (each
+    rank's grid coordinates) on a Cartesian communicator. It is a one-rank file written with
+    the data files' byte order, compression and block headers, with no physical volume.
+    """
+    table = {"$rank": np.arange(len(colors)), "$partition": np.asarray(colors)}
+    if grid is not None:
+        for axis, name in enumerate(("$x", "$y", "$z")):
+            table[name] = np.asarray([where[axis] for where in grid])
+    table = {name: column.astype(np.int32) for name, column in table.items()}
     variables, columns, _ = _describe(table, one_dimensional=True, coordinates={}, ghosts=())
-    options = _WriteOptions(_NATIVE, False, False, (0.0, 0.0, 0.0), (0.0, 0.0, 0.0))
-    _write_file(SingleProcess(), target, variables, columns, options, 0, (1, 1, 1), (0, 0, 0))
+    map_options = _WriteOptions(
+        options.order, options.compress, options.blocks, (0.0, 0.0, 0.0), (0.0, 0.0, 0.0)
+    )
+    _write_file(SingleProcess(), target, variables, columns, map_options, 0, (1, 1, 1), (0, 0, 0))
 
 
 def _attempt(action: Any) -> str | None:
