@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import struct
 from pathlib import Path
 
 import numpy as np
@@ -204,3 +205,44 @@ def test_rank_map_of_a_large_job_is_compressed_like_its_data(
     assert got["$partition"].tolist() == colors
     assert got["$x"].tolist() == [g[0] for g in grid]
     assert got["$z"].dtype == np.int32
+
+
+def _set_filters(path: Path, filters: list[bytes]) -> None:
+    """Rewrite the first block header's filter names (and the header CRC), as another
+    writer would have set them."""
+    from holdall.scratch._crc import crc64, crc_trailer
+
+    raw = bytearray(path.read_bytes())
+    header_size, blocks_start = (
+        struct.unpack_from("<Q", raw, 8)[0],
+        struct.unpack_from("<Q", raw, 160)[0],
+    )
+    names = b"".join(name.ljust(8, b"\x00") for name in filters).ljust(32, b"\x00")
+    raw[blocks_start : blocks_start + 32] = names
+    raw[header_size : header_size + 8] = crc_trailer(crc64(bytes(raw[:header_size])))
+    path.write_bytes(bytes(raw))
+
+
+@pytest.mark.parametrize("filters", [[b"SZ", b"BLOSC"], [b"SZ"]])
+@pytest.mark.parametrize("mmap", [False, True])
+def test_sz_lossy_blocks_are_refused_clearly(
+    tmp_path: Path, filters: list[bytes], mmap: bool
+) -> None:
+    path = tmp_path / "sz.gio"
+    genericio.write(path, {"x": np.zeros(1000, "f4")}, byteorder="little", compress=True)
+    _set_filters(path, filters)
+    gio = genericio.GenericIOFile(path)  # headers are fine: only the data is out of reach
+    assert gio.header.blocks is not None
+    assert gio.header.blocks[0][0].filters == tuple(f.decode() for f in filters)
+    with pytest.raises(UnsupportedTypeError, match="lossy SZ filter") as info:
+        gio.read("x", mmap=mmap)
+    assert str(path) in str(info.value)
+    assert "'x'" in str(info.value)
+
+
+def test_unknown_filter_is_corrupted(tmp_path: Path) -> None:
+    path = tmp_path / "zz.gio"
+    genericio.write(path, {"x": np.zeros(1000, "f4")}, byteorder="little", compress=True)
+    _set_filters(path, [b"ZFP"])
+    with pytest.raises(CorruptedFileError, match="unknown filters"):
+        genericio.read(path)

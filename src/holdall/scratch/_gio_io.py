@@ -14,18 +14,32 @@ from typing import Any
 import numpy as np
 
 from holdall._core.optional import import_optional
-from holdall.errors import CorruptedFileError, IntegrityError, InvalidValueError
+from holdall.errors import (
+    CorruptedFileError,
+    IntegrityError,
+    InvalidValueError,
+    UnsupportedTypeError,
+)
 from holdall.scratch._crc import crc64, crc_from_trailer
 from holdall.scratch._gio_format import (
     BLOSC_FILTER,
     CRC_SIZE,
     GLOBAL_HEADER_SIZE,
+    SZ_FILTER,
     Header,
     Variable,
     decode_header,
 )
 
-__all__ = ["NATIVE", "map_columns", "pread_into", "pwrite_all", "read_columns", "read_header"]
+__all__ = [
+    "NATIVE",
+    "check_filters",
+    "map_columns",
+    "pread_into",
+    "pwrite_all",
+    "read_columns",
+    "read_header",
+]
 
 NATIVE = "<" if np.little_endian else ">"
 _CHUNK = 32 << 20  # bytes per system call: large enough to amortise, small enough to stream
@@ -114,8 +128,7 @@ def _read_block(
         if verify:
             _check_crc(crc64(dest), crc_from_trailer(trailer), what, path)
         return
-    if filters != (BLOSC_FILTER,):
-        raise CorruptedFileError(f"{what} uses unknown filters {filters}", path=path)
+    check_filters(filters, what, path)
     block = _pread_exact(fd, size, offset, what)
     if verify:
         _check_crc(crc64(block), crc_from_trailer(trailer), what, path)
@@ -144,6 +157,7 @@ def map_columns(
         for name, var_index, variable, total in _selection(header, names, [rank_index]):
             offset, size, filters = header.extent(rank_index, var_index)
             what = f"{path}: variable {name!r} of rank {rank_index}"
+            check_filters(filters, what, path)
             if filters:
                 raise InvalidValueError(
                     f"{what} is compressed ({filters}); read it without mmap", got=filters
@@ -159,6 +173,21 @@ def map_columns(
                 _check_crc(crc64(array.data.cast("B")), crc_from_trailer(trailer), what, path)
             out[name] = array
     return out
+
+
+def check_filters(filters: tuple[str, ...], what: str, path: str) -> None:
+    """Accept no filter or ``BLOSC``; refuse SZ clearly, and anything else as damage."""
+    if filters[:1] == (SZ_FILTER,):
+        raise UnsupportedTypeError(
+            f"{what} is stored with the reference GenericIO's lossy SZ filter (filters "
+            f"{filters}); holdall does not decode SZ: the reference writes SZ 2 streams, and "
+            f"the SZ binding on PyPI (pysz) reads SZ3's different format. Read it with the "
+            f"reference library built with SZ, or have it rewrite the file without lossy "
+            f"compression",
+            got=filters,
+        )
+    if filters not in ((), (BLOSC_FILTER,)):
+        raise CorruptedFileError(f"{what} uses unknown filters {filters}", path=path)
 
 
 def _check_crc(got: int, expected: int, what: str, path: str) -> None:
