@@ -246,3 +246,24 @@ def test_unknown_filter_is_corrupted(tmp_path: Path) -> None:
     _set_filters(path, [b"ZFP"])
     with pytest.raises(CorruptedFileError, match="unknown filters"):
         genericio.read(path)
+
+
+@pytest.mark.parametrize("byteorder", ["little", "big"])
+def test_large_blocks_checked_on_the_worker_still_catch_damage(
+    tmp_path: Path, byteorder: str
+) -> None:
+    """Blocks over a MiB are checksummed on the CRC thread while the next ones are read."""
+    path = tmp_path / "big.gio"
+    data = {"a": np.arange(600_000, dtype="f8"), "b": np.arange(600_000, dtype="i4")}
+    genericio.write(path, data, byteorder=byteorder)  # type: ignore[arg-type]
+    got = genericio.read(path)
+    np.testing.assert_array_equal(got["a"], data["a"])
+    np.testing.assert_array_equal(got["b"], data["b"])
+    raw = bytearray(path.read_bytes())
+    header = genericio.GenericIOFile(path).header
+    offset, size, _ = header.extent(0, 0)
+    raw[offset + size // 2] ^= 0x01  # in the middle of the first, larger block
+    path.write_bytes(bytes(raw))
+    with pytest.raises(IntegrityError, match="variable 'a' of rank 0"):
+        genericio.read(path)
+    assert genericio.read(path, "b")["b"].tolist() == data["b"].tolist()

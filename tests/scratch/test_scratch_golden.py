@@ -10,7 +10,7 @@ import pytest
 
 from holdall.errors import CorruptedFileError, IntegrityError
 from holdall.scratch import genericio
-from holdall.scratch._crc import CHECK_RESIDUE, crc64, crc_from_trailer, crc_trailer
+from holdall.scratch._crc import CHECK_RESIDUE, RunningCrc, crc64, crc_from_trailer, crc_trailer
 
 CHECK = 0x995DC9BBDF1939FA  # CRC-64/XZ of b"123456789"
 
@@ -194,3 +194,16 @@ def test_one_partition_on_one_process_is_a_plain_file(tmp_path: Path) -> None:
     )
     assert sorted(p.name for p in tmp_path.iterdir()) == ["p.gio"]
     assert path.read_bytes() == _hand_made_file(NATIVE)
+
+
+def test_running_crc_equals_the_crc_of_the_whole() -> None:
+    data = np.random.default_rng(3).bytes(20 << 20)
+    running = RunningCrc()
+    for start, stop in [(0, 7), (7, 3 << 20), (3 << 20, 3 << 20), (3 << 20, len(data))]:
+        running.feed(memoryview(data)[start:stop])
+    assert running.value() == crc64(data)
+    small = RunningCrc()
+    small.feed(b"12345")
+    small.feed(b"6789")
+    assert small.value() == CHECK
+    assert RunningCrc().value() == crc64(b"") == 0

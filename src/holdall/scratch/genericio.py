@@ -41,7 +41,7 @@ from holdall.errors import (
     KeyNotFoundError,
     UnsupportedTypeError,
 )
-from holdall.scratch._crc import crc64, crc_trailer
+from holdall.scratch._crc import RunningCrc, crc64, crc_trailer
 from holdall.scratch._gio_format import (
     BLOSC_FILTER,
     Axis,
@@ -380,8 +380,10 @@ def _write_file(
                 pwrite_all(fd, memoryview(encode_header(header)), 0)
             for index, (payload, _) in enumerate(payloads):
                 offset, size, _ = header.extent(group.rank, index)
+                running = RunningCrc()
+                running.feed(payload)  # checksummed on the worker while it is written
                 pwrite_all(fd, payload, offset)
-                pwrite_all(fd, memoryview(crc_trailer(crc64(payload))), offset + size)
+                pwrite_all(fd, memoryview(crc_trailer(running.value())), offset + size)
         finally:
             os.close(fd)
 
