@@ -36,8 +36,9 @@ class NumpyStore(ScratchStore):
     """A temporary dictionary of arrays per key, in memory or one file per MPI rank.
 
     Each value is a dictionary ``{name: array}`` whose arrays may have any shape, length and
-    dtype (object arrays excepted: holdall never pickles). Every rank keeps its own data, so
-    no method is collective and ranks may store different keys.
+    dtype (object arrays excepted: holdall never pickles). Every rank keeps its own data: only
+    the constructor is collective (rank 0 names the shared folder), and ranks may then store
+    different keys.
 
     Parameters
     ----------
