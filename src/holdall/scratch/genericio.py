@@ -146,6 +146,8 @@ def write(
     """
     group = resolve_group(partition)
     order = _parse_byteorder(byteorder)
+    if compress:  # every rank, before any collective: rank 0 alone must not fail in the map
+        import_optional("blosc", extra="genericio", purpose="compressing GenericIO blocks")
     variables, columns, _ = agree_columns(
         group,
         data,
