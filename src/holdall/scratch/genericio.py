@@ -146,7 +146,10 @@ def write(
     """
     group = resolve_group(partition)
     order = _parse_byteorder(byteorder)
-    if compress:  # every rank, before any collective: rank 0 alone must not fail in the map
+    # Optional packages on every rank before any collective, so that no rank fails alone
+    # (rank 0 writes the rank map by itself) while the others wait for it.
+    crc64(b"")
+    if compress:
         import_optional("blosc", extra="genericio", purpose="compressing GenericIO blocks")
     variables, columns, _ = agree_columns(
         group,
