@@ -39,32 +39,59 @@ def mpi_run() -> Callable[..., list[str]]:
     return run_mpi
 
 
-def run_mpi(script: str, ranks: int, cwd: Path, *, timeout: float = 60) -> list[str]:
+@pytest.fixture
+def mpi_program() -> Callable[..., list[str]]:
+    """`run_mpi_program`, or a skip naming what is missing where no MPI runtime exists."""
+    if MPI_MISSING is not None:
+        pytest.skip(MPI_MISSING)
+    return run_mpi_program
+
+
+def run_mpi(
+    script: str, ranks: int, cwd: Path, *, timeout: float = 60, check: bool = True
+) -> list[str]:
     """Run `script` on `ranks` MPI ranks in `cwd`; fail with its output if it fails.
 
-    Open MPI refuses root and more ranks than cores unless told; the environment here
-    allows both, and keeps shared-memory transport without the single-copy mechanism
-    containers often lack.
+    With ``check=False`` a failing launch (a rank killed on purpose) returns its output too.
     """
     path = cwd / "mpi_script.py"
     path.write_text(textwrap.dedent(script))
-    env = dict(os.environ)
-    env.update(
+    return run_mpi_program([sys.executable, str(path)], ranks, cwd, timeout=timeout, check=check)
+
+
+def run_mpi_program(
+    program: list[str],
+    ranks: int,
+    cwd: Path,
+    *,
+    timeout: float = 60,
+    check: bool = True,
+    env: dict[str, str] | None = None,
+) -> list[str]:
+    """Run `program` (an argument list) on `ranks` MPI ranks in `cwd`; its stdout lines.
+
+    Open MPI refuses root and more ranks than cores unless told; the environment here
+    allows both, and keeps shared-memory transport without the single-copy mechanism
+    containers often lack. `env` adds variables.
+    """
+    full = dict(os.environ)
+    full.update(
         OMPI_ALLOW_RUN_AS_ROOT="1",
         OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",
         OMPI_MCA_rmaps_base_oversubscribe="1",
         OMPI_MCA_btl_vader_single_copy_mechanism="none",
         PYTHONPATH=os.pathsep.join(
-            filter(None, [str(Path(__file__).parents[2] / "src"), env.get("PYTHONPATH")])
+            filter(None, [str(Path(__file__).parents[2] / "src"), full.get("PYTHONPATH")])
         ),
     )
-    command = [str(_mpiexec()), "-n", str(ranks), "--oversubscribe", sys.executable, str(path)]
+    full.update(env or {})
+    command = [str(_mpiexec()), "-n", str(ranks), "--oversubscribe", *program]
     result = subprocess.run(
-        command, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout, check=False
+        command, cwd=cwd, env=full, capture_output=True, text=True, timeout=timeout, check=False
     )
-    if result.returncode != 0:
+    if check and result.returncode != 0:
         pytest.fail(
-            f"mpiexec -n {ranks} failed ({result.returncode}):\n"
+            f"mpiexec -n {ranks} {' '.join(program)} failed ({result.returncode}):\n"
             f"stdout:\n{result.stdout}\nstderr:\n{result.stderr}"
         )
     return result.stdout.splitlines()

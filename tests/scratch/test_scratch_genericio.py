@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import struct
 from pathlib import Path
 
 import numpy as np
@@ -109,8 +110,12 @@ def test_mmap_reads_one_rank_in_file_byte_order(tmp_path: Path) -> None:
 
 
 def test_split_layout_rank_map_and_group_files(tmp_path: Path) -> None:
+    """Reading a map plus group file in one process (MPI tests write real split jobs)."""
+    from holdall.scratch.genericio import _write_rank_map, _WriteOptions
+
     path = tmp_path / "split.gio"
-    genericio.write(path, {"a": np.arange(4)}, file_partition=7)
+    _write_rank_map(path, [7], None, _WriteOptions("<", False, False, (0.0,) * 3, (0.0,) * 3))
+    genericio.write(f"{path}#7", {"a": np.arange(4)})
     assert sorted(p.name for p in tmp_path.iterdir()) == ["split.gio", "split.gio#7"]
     gio = genericio.GenericIOFile(path)
     assert gio.is_rank_map
@@ -175,3 +180,90 @@ def test_bad_inputs_are_rejected_clearly(tmp_path: Path) -> None:
     with pytest.raises(InvalidValueError, match="not in the data"):
         genericio.write(path, {"a": np.zeros(2)}, coordinates={"b": "x"})
     assert not path.exists()
+
+
+@pytest.mark.parametrize("byteorder", ["little", "big"])
+def test_rank_map_of_a_large_job_is_compressed_like_its_data(
+    tmp_path: Path, byteorder: str
+) -> None:
+    """A map of many ranks compresses (few ranks: see the golden bytes under MPI)."""
+    from holdall.scratch._gio_io import read_columns, read_header
+    from holdall.scratch.genericio import _write_rank_map, _WriteOptions
+
+    order = "<" if byteorder == "little" else ">"
+    colors = [rank // 250 for rank in range(1000)]
+    grid = [(rank % 10, rank // 10 % 10, rank // 100) for rank in range(1000)]
+    path = tmp_path / "map.gio"
+    _write_rank_map(path, colors, grid, _WriteOptions(order, True, True, (0.0,) * 3, (1.0,) * 3))
+    header = read_header(str(path))
+    assert header.byteorder == order
+    assert [v.name for v in header.variables] == ["$rank", "$partition", "$x", "$y", "$z"]
+    assert header.blocks is not None
+    assert all(block.filters == ("BLOSC",) for block in header.blocks[0])
+    assert header.phys_scale == (0.0, 0.0, 0.0)
+    got = read_columns(str(path), header, ["$partition", "$x", "$z"], [0], verify=True)
+    assert got["$partition"].tolist() == colors
+    assert got["$x"].tolist() == [g[0] for g in grid]
+    assert got["$z"].dtype == np.int32
+
+
+def _set_filters(path: Path, filters: list[bytes]) -> None:
+    """Rewrite the first block header's filter names (and the header CRC), as another
+    writer would have set them."""
+    from holdall.scratch._crc import crc64, crc_trailer
+
+    raw = bytearray(path.read_bytes())
+    header_size, blocks_start = (
+        struct.unpack_from("<Q", raw, 8)[0],
+        struct.unpack_from("<Q", raw, 160)[0],
+    )
+    names = b"".join(name.ljust(8, b"\x00") for name in filters).ljust(32, b"\x00")
+    raw[blocks_start : blocks_start + 32] = names
+    raw[header_size : header_size + 8] = crc_trailer(crc64(bytes(raw[:header_size])))
+    path.write_bytes(bytes(raw))
+
+
+@pytest.mark.parametrize("filters", [[b"SZ", b"BLOSC"], [b"SZ"]])
+@pytest.mark.parametrize("mmap", [False, True])
+def test_sz_lossy_blocks_are_refused_clearly(
+    tmp_path: Path, filters: list[bytes], mmap: bool
+) -> None:
+    path = tmp_path / "sz.gio"
+    genericio.write(path, {"x": np.zeros(1000, "f4")}, byteorder="little", compress=True)
+    _set_filters(path, filters)
+    gio = genericio.GenericIOFile(path)  # headers are fine: only the data is out of reach
+    assert gio.header.blocks is not None
+    assert gio.header.blocks[0][0].filters == tuple(f.decode() for f in filters)
+    with pytest.raises(UnsupportedTypeError, match="lossy SZ filter") as info:
+        gio.read("x", mmap=mmap)
+    assert str(path) in str(info.value)
+    assert "'x'" in str(info.value)
+
+
+def test_unknown_filter_is_corrupted(tmp_path: Path) -> None:
+    path = tmp_path / "zz.gio"
+    genericio.write(path, {"x": np.zeros(1000, "f4")}, byteorder="little", compress=True)
+    _set_filters(path, [b"ZFP"])
+    with pytest.raises(CorruptedFileError, match="unknown filters"):
+        genericio.read(path)
+
+
+@pytest.mark.parametrize("byteorder", ["little", "big"])
+def test_large_blocks_checked_on_the_worker_still_catch_damage(
+    tmp_path: Path, byteorder: str
+) -> None:
+    """Blocks over a MiB are checksummed on the CRC thread while the next ones are read."""
+    path = tmp_path / "big.gio"
+    data = {"a": np.arange(600_000, dtype="f8"), "b": np.arange(600_000, dtype="i4")}
+    genericio.write(path, data, byteorder=byteorder)  # type: ignore[arg-type]
+    got = genericio.read(path)
+    np.testing.assert_array_equal(got["a"], data["a"])
+    np.testing.assert_array_equal(got["b"], data["b"])
+    raw = bytearray(path.read_bytes())
+    header = genericio.GenericIOFile(path).header
+    offset, size, _ = header.extent(0, 0)
+    raw[offset + size // 2] ^= 0x01  # in the middle of the first, larger block
+    path.write_bytes(bytes(raw))
+    with pytest.raises(IntegrityError, match="variable 'a' of rank 0"):
+        genericio.read(path)
+    assert genericio.read(path, "b")["b"].tolist() == data["b"].tolist()

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from holdall.scratch import NumpyStore
+
 pytestmark = pytest.mark.mpi
 Runner = Callable[..., list[str]]
 
@@ -122,6 +124,39 @@ print("ok", partition.rank, sorted(data_0), flush=True)
 """
 
 
+KILLED = """
+import os, signal
+import numpy as np
+from mpi4py import MPI
+import mpipartition
+from holdall.scratch import GenericIOStore, NumpyStore
+
+comm = MPI.COMM_WORLD
+stores = [NumpyStore(mpipartition.Partition(), "spill"), GenericIOStore(comm, 1.0, "spill")]
+for store in stores:
+    store["k"] = {"x": np.arange(5.0) + comm.rank}
+comm.Barrier()
+print("ok", comm.rank, flush=True)
+comm.Barrier()
+os.kill(os.getpid(), signal.SIGKILL)  # every rank dies without closing its stores
+"""
+
+
+NEVER_CLOSED = """
+import numpy as np
+from mpi4py import MPI
+import mpipartition
+from holdall.scratch import GenericIOStore, NumpyStore
+
+comm = MPI.COMM_WORLD
+numpy_store = NumpyStore(mpipartition.Partition(), "spill")
+gio_store = GenericIOStore(comm, 1.0, "spill")
+for store in (numpy_store, gio_store):
+    store["k"] = {"x": np.arange(5.0) + comm.rank}
+print("ok", comm.rank, flush=True)
+"""
+
+
 def _reported(lines: list[str]) -> set[str]:
     """The ranks that printed their ``ok`` line."""
     return {line.split()[1] for line in lines if line.startswith("ok ")}
@@ -145,4 +180,27 @@ def test_seed_examples_run_unchanged(
     lines = mpi_run(script, ranks, tmp_path)
     assert _reported(lines) == {str(r) for r in range(ranks)}
     assert all(line.endswith("['x', 'y', 'z']") for line in lines if line.startswith("ok"))
-    assert not [p for p in tmp_path.rglob("*") if p.is_file() and p.suffix in {".gio", ".soa"}]
+    assert not (tmp_path / "tmp").exists()  # nor the folders the store made
+
+
+def test_folders_of_killed_ranks_are_removed_by_the_next_store(
+    tmp_path: Path, mpi_run: Runner
+) -> None:
+    assert _reported(mpi_run(KILLED, 2, tmp_path, check=False)) == {"0", "1"}
+    spill = tmp_path / "spill"
+    files = sorted(p.name for p in spill.rglob("*") if p.is_file())
+    assert files == ["k.gio", "k.rank0.soa", "k.rank1.soa"]  # one folder per store
+    with NumpyStore(None, spill):
+        assert list(spill.iterdir()) == []
+
+
+def test_stores_never_closed_under_mpi_exit_without_blocking(
+    tmp_path: Path, mpi_run: Runner
+) -> None:
+    """NumpyStore closes at exit on each rank; a multi-rank GenericIOStore cannot (its close
+    is collective), so its file stays until the next store finds its owner dead."""
+    assert _reported(mpi_run(NEVER_CLOSED, 2, tmp_path)) == {"0", "1"}
+    spill = tmp_path / "spill"
+    assert sorted(p.name for p in spill.rglob("*") if p.is_file()) == ["k.gio"]
+    with NumpyStore(None, spill):
+        assert list(spill.iterdir()) == []

@@ -6,6 +6,8 @@ store-specific behaviour follows.
 
 from __future__ import annotations
 
+import json
+import struct
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -288,3 +290,62 @@ def test_partition_must_be_known_kind() -> None:
         NumpyStore(object())
     with pytest.raises(UnsupportedTypeError):
         GenericIOStore("comm", 1.0)
+
+
+def _soa_file(index: object, payload: bytes = b"", *, length: int | None = None) -> bytes:
+    """A NumpyStore file made by hand: magic, index length, JSON index, aligned payload."""
+    raw = index if isinstance(index, bytes) else json.dumps(index).encode()
+    head = b"HOLDSOA\x01" + struct.pack("<Q", len(raw) if length is None else length) + raw
+    return head + b"\x00" * (-len(head) % 64) + payload
+
+
+def _field(descr: str, shape: list[object], offset: object = 0) -> dict[str, object]:
+    return {"fields": [{"name": "a", "descr": descr, "shape": shape, "offset": offset}]}
+
+
+@pytest.mark.parametrize(
+    ("content", "match"),
+    [
+        (_soa_file(_field("'|O'", [4]), bytes(32)), "Python objects"),
+        (_soa_file(_field("[('a', '<f8'), ('o', '|O')]", [1]), bytes(16)), "Python objects"),
+        (_soa_file(_field("'|S0'", [1000])), "which no array has"),
+        (_soa_file(_field("'<f8'", [1 << 40])), "truncated"),
+        (_soa_file(_field("'<f8'", [4]), bytes(31)), "truncated"),
+        (_soa_file(_field("'<f8'", [2], 1 << 50), bytes(16)), "truncated"),
+        (_soa_file(_field("'<f8'", [-1]), bytes(16)), "damaged index"),
+        (_soa_file(_field("'<f8'", [2.0]), bytes(16)), "damaged index"),
+        (_soa_file(_field("'<f8'", [True]), bytes(16)), "damaged index"),
+        (_soa_file(_field("'<f8'", [2], -8), bytes(16)), "damaged index"),
+        (_soa_file(_field("__import__('os')", [2]), bytes(16)), "damaged index"),
+        (_soa_file(_field("'<q9'", [2]), bytes(16)), "damaged index"),
+        (_soa_file(_field("[" * 5000 + "]" * 5000, [2]), bytes(16)), "damaged index"),
+        (_soa_file({"fields": {"a": 1}}), "damaged index"),
+        (
+            _soa_file({"fields": [{"name": 3, "descr": "'<f8'", "shape": [], "offset": 0}]}),
+            "damaged index",
+        ),
+        (_soa_file(b"\xff{not json", bytes(8)), "damaged index"),
+        (_soa_file(b'{"fields": []}', length=1 << 60), "truncated"),
+        (b"HOLDSOA\x01\x05", "not a NumpyStore file"),
+    ],
+)
+@pytest.mark.parametrize("mmap", [False, True])
+def test_numpy_store_refuses_crafted_and_damaged_files(
+    tmp_path: Path, content: bytes, match: str, mmap: bool
+) -> None:
+    with NumpyStore(None, tmp_path, mmap=mmap) as store:
+        store["k"] = {"a": np.zeros(2)}
+        (path,) = _files(tmp_path)
+        path.write_bytes(content)
+        with pytest.raises(CorruptedFileError, match=match) as info:
+            store["k"]
+        assert info.value.path == str(path)
+        assert str(path) in str(info.value)
+
+
+def test_numpy_store_hand_made_file_reads_back(tmp_path: Path) -> None:
+    """The crafted-file helper above builds what the writer builds: the refusals test it."""
+    with NumpyStore(None, tmp_path) as store:
+        store["k"] = {"a": np.arange(4.0)}
+        (path,) = _files(tmp_path)
+        assert path.read_bytes() == _soa_file(_field("'<f8'", [4]), np.arange(4.0).tobytes())

@@ -17,9 +17,11 @@ from typing import Any
 
 import numpy as np
 
-from holdall._core.closing import Closing
+from holdall._core.closing import Closing, close_at_exit, close_quietly, forget_at_exit
 from holdall._core.keys import parse_key
+from holdall._core.owners import owner_tag
 from holdall.errors import ClosedStorageError, KeyNotFoundError, UnsupportedTypeError
+from holdall.scratch._folders import folder_name, prune_empty, remove_abandoned
 from holdall.scratch._partition import Group, resolve_group
 
 __all__ = ["SoA", "ScratchStore"]
@@ -38,8 +40,10 @@ class ScratchStore(Closing, ABC):
     partition
         An `mpipartition.Partition`, an mpi4py communicator, or None (one process).
     temporary_path
-        Folder under which the store makes its own subfolder ``holdall-scratch-<id>`` for
-        its files (created when needed, removed by `close`); None keeps data in memory.
+        Folder under which the store makes its own subfolder
+        ``holdall-scratch-<owner tag>-<id>`` for its files (created when needed, removed
+        once empty and by `close`); None keeps data in memory. Creating a store removes
+        the folders that stores of dead processes left there.
     mmap
         Memory-map spilled arrays when reading them back instead of copying them.
     """
@@ -59,13 +63,17 @@ class ScratchStore(Closing, ABC):
         self._made_base = False
         if temporary_path is not None:
             base = Path(temporary_path)
-            # Rank 0 names the store's folder so every rank agrees on it (one broadcast).
-            proposal = (
-                (uuid.uuid4().hex[:12], not base.exists()) if self._group.rank == 0 else ("", False)
-            )
-            token, made = self._group.bcast(proposal)
-            self._root = base / f"holdall-scratch-{token}"
+            # Rank 0 clears what dead stores left and names this store's folder, tagged with
+            # its own owner tag, so that every rank agrees on it (one broadcast).
+            proposal = ("", False)
+            if self._group.rank == 0:
+                remove_abandoned(base)
+                proposal = (folder_name(owner_tag(), uuid.uuid4().hex[:12]), not base.exists())
+            name, made = self._group.bcast(proposal)
+            self._root = base / name
             self._made_base = made
+            if not self._collective_close or self._group.size == 1:
+                close_at_exit(self)
 
     # ------------------------------------------------------------------ subclass hooks
 
@@ -87,11 +95,11 @@ class ScratchStore(Closing, ABC):
 
     @abstractmethod
     def _delete(self, paths: Sequence[Path]) -> None:
-        """Delete the files of removed keys."""
+        """Delete the files of removed keys, then call `_prune` for them."""
 
-    @abstractmethod
-    def _remove_folders(self) -> None:
-        """Remove the store's (now empty) folders at close."""
+    _collective_close: bool = False
+    """Whether `close` must be called by every rank together (then it never runs by itself
+    at exit or garbage collection under MPI: one rank alone would wait for the others)."""
 
     # ------------------------------------------------------------------ mapping API
 
@@ -171,9 +179,9 @@ class ScratchStore(Closing, ABC):
             Nothing is stored under `key`.
         """
         entry = self._lookup(key)
+        del self._entries[key]
         if isinstance(entry, Path):
             self._delete([entry])
-        del self._entries[key]
 
     def __delitem__(self, key: str) -> None:
         self.remove(key)
@@ -206,11 +214,18 @@ class ScratchStore(Closing, ABC):
         if self._closed:
             return
         self._closed = True
+        forget_at_exit(self)
         paths = [entry for entry in self._entries.values() if isinstance(entry, Path)]
         self._entries.clear()
         if self._root is not None:
             self._delete(paths)
-            self._remove_folders()
+
+    def __del__(self) -> None:
+        # A store dropped without close: delete its files now where that needs no other rank.
+        if getattr(self, "_closed", True) or getattr(self, "_root", None) is None:
+            return
+        if not self._collective_close or self._group.size == 1:
+            close_quietly(self, when="at garbage collection")
 
     def __repr__(self) -> str:
         where = "memory" if self._root is None else str(self._root)
@@ -253,13 +268,21 @@ class ScratchStore(Closing, ABC):
             )
         return {name: entry[name] for name in fields}
 
-    def _remove_empty_folders(self) -> None:
-        """Remove the store folder tree bottom-up, and the base folder if the store made it."""
-        if self._root is None or not self._root.exists():
+    def _prune(self, paths: Sequence[Path]) -> None:
+        """Remove the folders that deleting `paths` left empty, up to the store's own.
+
+        Once no key is spilled any more, the store's folder goes too, and `temporary_path`
+        if the store created it and nothing else is in it: a store leaves nothing behind.
+        Only empty folders are removed, so another rank's or another tool's files keep
+        theirs.
+        """
+        if self._root is None:
             return
-        for folder, _, _ in os.walk(self._root, topdown=False):
-            with contextlib.suppress(OSError):  # another rank's files may still be there
-                os.rmdir(folder)
+        prune_empty({path.parent for path in paths}, self._root)
+        if any(isinstance(entry, Path) for entry in self._entries.values()):
+            return
+        with contextlib.suppress(OSError):  # another rank's files may still be there
+            self._root.rmdir()
         if self._made_base:
             with contextlib.suppress(OSError):
-                os.rmdir(self._root.parent)
+                self._root.parent.rmdir()

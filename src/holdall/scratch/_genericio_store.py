@@ -85,12 +85,11 @@ class GenericIOStore(ScratchStore):
         gio = genericio.GenericIOFile(path)
         return gio.read(fields, self._group.rank, mmap=self._mmap)
 
+    _collective_close = True
+
     def _delete(self, paths: Sequence[Path]) -> None:
         self._group.barrier()  # no rank may still be reading a file rank 0 is deleting
         if self._group.rank == 0:
             for path in paths:
                 path.unlink(missing_ok=True)
-
-    def _remove_folders(self) -> None:
-        if self._group.rank == 0:
-            self._remove_empty_folders()
+            self._prune(paths)

@@ -26,6 +26,7 @@ __all__ = [
     "CRC_SIZE",
     "GLOBAL_HEADER_SIZE",
     "RANK_HEADER_SIZE",
+    "SZ_FILTER",
     "VARIABLE_HEADER_SIZE",
     "Block",
     "Header",
@@ -46,6 +47,7 @@ NAME_SIZE = 256
 FILTER_NAME_SIZE = 8
 MAX_FILTERS = 4
 BLOSC_FILTER = "BLOSC"
+SZ_FILTER = "SZ"  # the reference's lossy filter, applied before BLOSC; not decoded here
 
 # Field layouts after the byte-order prefix. Sizes: 168, 280, 48 and 48 bytes.
 _GLOBAL = "8s12Q3d3d2Q"

@@ -14,26 +14,44 @@ from typing import Any
 import numpy as np
 
 from holdall._core.optional import import_optional
-from holdall.errors import CorruptedFileError, IntegrityError, InvalidValueError
-from holdall.scratch._crc import crc64, crc_from_trailer
+from holdall.errors import (
+    CorruptedFileError,
+    IntegrityError,
+    InvalidValueError,
+    UnsupportedTypeError,
+)
+from holdall.scratch._crc import RunningCrc, crc64, crc_from_trailer
 from holdall.scratch._gio_format import (
     BLOSC_FILTER,
     CRC_SIZE,
     GLOBAL_HEADER_SIZE,
+    SZ_FILTER,
     Header,
     Variable,
     decode_header,
 )
 
-__all__ = ["NATIVE", "map_columns", "pread_into", "pwrite_all", "read_columns", "read_header"]
+__all__ = [
+    "NATIVE",
+    "check_filters",
+    "map_columns",
+    "pread_into",
+    "pwrite_all",
+    "read_columns",
+    "read_header",
+]
 
 NATIVE = "<" if np.little_endian else ">"
-_CHUNK = 32 << 20  # bytes per system call: large enough to amortise, small enough to stream
+_WRITE_CHUNK = 1 << 30  # bytes per pwrite: the GIL stays released for the whole call
+# Bytes per preadv: each piece is checksummed on the CRC thread while the next is read. The
+# reading thread needs the GIL back after every piece, and may wait a switch interval
+# (5 ms) for it while the CRC thread holds it: large pieces make that rare.
+_READ_CHUNK = 128 << 20
 
 
 def pwrite_all(fd: int, data: memoryview, offset: int) -> None:
     while data.nbytes:
-        written = os.pwrite(fd, data[:_CHUNK], offset)
+        written = os.pwrite(fd, data[:_WRITE_CHUNK], offset)
         data, offset = data[written:], offset + written
 
 
@@ -71,6 +89,7 @@ def read_columns(
     path: str, header: Header, names: Sequence[str], indices: Sequence[int], *, verify: bool
 ) -> dict[str, np.ndarray[Any, Any]]:
     out: dict[str, np.ndarray[Any, Any]] = {}
+    checks: list[_PendingCheck] = []  # verified once everything is read: CRCs run meanwhile
     with open(path, "rb", buffering=0) as handle:
         fd = handle.fileno()
         for name, var_index, variable, total in _selection(header, names, indices):
@@ -83,12 +102,19 @@ def read_columns(
                 nelems = header.ranks[rank_index].nelems
                 nbytes = nelems * variable.size
                 dest = flat[row : row + nbytes] if flat is not None else memoryview(b"")
-                _read_block(fd, path, header, rank_index, var_index, dest, verify=verify)
+                _read_block(fd, path, header, rank_index, var_index, dest, checks, verify=verify)
                 row += nbytes
-            if header.byteorder != NATIVE:
-                array = array.byteswap(inplace=True).view(dtype.newbyteorder("="))
             out[name] = array
+    for running, expected, what in checks:
+        _check_crc(running.value(), expected, what, path)
+    if header.byteorder != NATIVE:  # after the checks: they cover the bytes as stored
+        for name, array in out.items():
+            out[name] = array.byteswap(inplace=True).view(array.dtype.newbyteorder("="))
     return out
+
+
+_PendingCheck = tuple[RunningCrc, int, str]
+"""A block's running CRC, the CRC its trailer records, and what to call it in an error."""
 
 
 def _read_block(
@@ -98,10 +124,15 @@ def _read_block(
     rank_index: int,
     var_index: int,
     dest: memoryview,
+    checks: list[_PendingCheck],
     *,
     verify: bool,
 ) -> None:
-    """Read one rank's block of one column into `dest`, checking and decompressing it."""
+    """Read one rank's block of one column into `dest`, decompressing it.
+
+    An uncompressed block's CRC runs on the worker while later blocks are read: it is
+    appended to `checks` for the caller to compare once all are read.
+    """
     offset, size, filters = header.extent(rank_index, var_index)
     what = f"{path}: variable {header.variables[var_index].name!r} of rank {rank_index}"
     trailer = _pread_exact(fd, CRC_SIZE, offset + size, what)
@@ -110,12 +141,12 @@ def _read_block(
             raise CorruptedFileError(
                 f"{what} has a {size}-byte block, expected {dest.nbytes}", path=path
             )
-        pread_into(fd, dest, offset, what)
-        if verify:
-            _check_crc(crc64(dest), crc_from_trailer(trailer), what, path)
+        running = RunningCrc() if verify else None
+        pread_into(fd, dest, offset, what, running)
+        if running is not None:
+            checks.append((running, crc_from_trailer(trailer), what))
         return
-    if filters != (BLOSC_FILTER,):
-        raise CorruptedFileError(f"{what} uses unknown filters {filters}", path=path)
+    check_filters(filters, what, path)
     block = _pread_exact(fd, size, offset, what)
     if verify:
         _check_crc(crc64(block), crc_from_trailer(trailer), what, path)
@@ -144,6 +175,7 @@ def map_columns(
         for name, var_index, variable, total in _selection(header, names, [rank_index]):
             offset, size, filters = header.extent(rank_index, var_index)
             what = f"{path}: variable {name!r} of rank {rank_index}"
+            check_filters(filters, what, path)
             if filters:
                 raise InvalidValueError(
                     f"{what} is compressed ({filters}); read it without mmap", got=filters
@@ -161,6 +193,21 @@ def map_columns(
     return out
 
 
+def check_filters(filters: tuple[str, ...], what: str, path: str) -> None:
+    """Accept no filter or ``BLOSC``; refuse SZ clearly, and anything else as damage."""
+    if filters[:1] == (SZ_FILTER,):
+        raise UnsupportedTypeError(
+            f"{what} is stored with the reference GenericIO's lossy SZ filter (filters "
+            f"{filters}); holdall does not decode SZ: the reference writes SZ 2 streams, and "
+            f"the SZ binding on PyPI (pysz) reads SZ3's different format. Read it with the "
+            f"reference library built with SZ, or have it rewrite the file without lossy "
+            f"compression",
+            got=filters,
+        )
+    if filters not in ((), (BLOSC_FILTER,)):
+        raise CorruptedFileError(f"{what} uses unknown filters {filters}", path=path)
+
+
 def _check_crc(got: int, expected: int, what: str, path: str) -> None:
     if got != expected:
         raise IntegrityError(
@@ -172,12 +219,17 @@ def _check_crc(got: int, expected: int, what: str, path: str) -> None:
         )
 
 
-def pread_into(fd: int, dest: memoryview, offset: int, what: str) -> None:
+def pread_into(
+    fd: int, dest: memoryview, offset: int, what: str, running: RunningCrc | None = None
+) -> None:
+    """Fill `dest` from `offset`; feed each piece read to `running` as it arrives."""
     done = 0
     while done < dest.nbytes:
-        count = os.preadv(fd, [dest[done : done + _CHUNK]], offset + done)
+        count = os.preadv(fd, [dest[done : done + _READ_CHUNK]], offset + done)
         if count == 0:
             raise CorruptedFileError(f"{what} is cut short by the end of the file")
+        if running is not None:
+            running.feed(dest[done : done + count])
         done += count
 
 

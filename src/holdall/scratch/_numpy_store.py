@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ast
 import json
+import math
 import os
 import struct
 from collections.abc import Mapping, Sequence
@@ -26,15 +27,18 @@ from holdall.scratch._gio_io import pread_into
 __all__ = ["NumpyStore", "read_soa", "write_soa"]
 
 _MAGIC = b"HOLDSOA\x01"
+_HEAD = len(_MAGIC) + 8  # magic, then the index length
 _ALIGN = 64
+_RETRIES = 3
 
 
 class NumpyStore(ScratchStore):
     """A temporary dictionary of arrays per key, in memory or one file per MPI rank.
 
     Each value is a dictionary ``{name: array}`` whose arrays may have any shape, length and
-    dtype (object arrays excepted: holdall never pickles). Every rank keeps its own data, so
-    no method is collective and ranks may store different keys.
+    dtype (object arrays excepted: holdall never pickles). Every rank keeps its own data: only
+    the constructor is collective (rank 0 names the shared folder), and ranks may then store
+    different keys.
 
     Parameters
     ----------
@@ -89,7 +93,14 @@ class NumpyStore(ScratchStore):
         return key_path.with_name(f"{key_path.name}.rank{self._group.rank}.soa")
 
     def _spill(self, path: Path, data: SoA) -> None:
-        write_soa(path, data)
+        for attempt in range(_RETRIES):
+            try:
+                write_soa(path, data)
+                return
+            except FileNotFoundError:
+                # Another rank pruned the (empty) folder between our mkdir and our file.
+                if attempt == _RETRIES - 1:
+                    raise
 
     def _load(self, path: Path, fields: list[str] | None) -> SoA:
         return read_soa(path, fields, mmap=self._mmap)
@@ -97,9 +108,7 @@ class NumpyStore(ScratchStore):
     def _delete(self, paths: Sequence[Path]) -> None:
         for path in paths:
             path.unlink(missing_ok=True)
-
-    def _remove_folders(self) -> None:
-        self._remove_empty_folders()
+        self._prune(paths)
 
 
 def _aligned(offset: int) -> int:
@@ -118,10 +127,10 @@ def write_soa(path: Path, data: Mapping[str, np.ndarray[Any, Any]]) -> None:
         fields.append({"name": name, "descr": descr, "shape": list(array.shape), "offset": offset})
         offset = _aligned(offset + array.nbytes)
     index = json.dumps({"fields": fields}).encode()
-    start = _aligned(len(_MAGIC) + 8 + len(index))
+    start = _aligned(_HEAD + len(index))
     with atomic_output(path) as handle:
         handle.write(_MAGIC + struct.pack("<Q", len(index)) + index)
-        position = len(_MAGIC) + 8 + len(index)
+        position = _HEAD + len(index)
         for field, array in zip(fields, arrays.values(), strict=True):
             target = start + int(field["offset"])  # type: ignore[call-overload]
             handle.write(b"\x00" * (target - position))
@@ -134,33 +143,31 @@ def write_soa(path: Path, data: Mapping[str, np.ndarray[Any, Any]]) -> None:
 def read_soa(path: Path, fields: list[str] | None, *, mmap: bool = False) -> SoA:
     """Read the named arrays (all when None) from a file written by `write_soa`.
 
+    Everything the index says is checked before numpy sees it: the dtype holds no Python
+    objects, shapes are non-negative integers, and every array lies inside the file.
+
     Raises
     ------
     KeyNotFoundError
         A field is not in the file.
     CorruptedFileError
-        The file is not such a file, or is truncated.
+        The file is not such a file, has a damaged index, or is truncated.
     """
     with open(path, "rb", buffering=0) as handle:
         fd = handle.fileno()
         size = os.fstat(fd).st_size
-        head = os.pread(fd, len(_MAGIC) + 8, 0)
-        if len(head) < len(_MAGIC) + 8 or head[: len(_MAGIC)] != _MAGIC:
+        head = os.pread(fd, _HEAD, 0)
+        if len(head) < _HEAD or head[: len(_MAGIC)] != _MAGIC:
             raise CorruptedFileError(f"{path} is not a NumpyStore file", path=str(path))
         (length,) = struct.unpack_from("<Q", head, len(_MAGIC))
-        try:
-            index = json.loads(os.pread(fd, length, len(head)))
-            entries = {
-                entry["name"]: (
-                    np.lib.format.descr_to_dtype(ast.literal_eval(entry["descr"])),
-                    tuple(entry["shape"]),
-                    int(entry["offset"]),
-                )
-                for entry in index["fields"]
-            }
-        except (ValueError, KeyError, TypeError, SyntaxError) as err:
-            raise CorruptedFileError(f"{path} has a damaged index: {err}", path=str(path)) from err
-        start = _aligned(len(head) + length)
+        if length > size - _HEAD:
+            raise CorruptedFileError(
+                f"{path} is truncated: its index needs {length} bytes after the first "
+                f"{_HEAD}, the file has {size}",
+                path=str(path),
+            )
+        start = _aligned(_HEAD + length)
+        entries = _parse_index(path, os.pread(fd, length, _HEAD), start, size)
         wanted = list(entries) if fields is None else fields
         out: SoA = {}
         for name in wanted:
@@ -169,20 +176,62 @@ def read_soa(path: Path, fields: list[str] | None, *, mmap: bool = False) -> SoA
                     f"{path} has no field {name!r}; it has {list(entries)}", key=name
                 )
             dtype, shape, offset = entries[name]
-            nbytes = dtype.itemsize * int(np.prod(shape, dtype=np.int64))
-            if start + offset + nbytes > size:
-                raise CorruptedFileError(
-                    f"{path} is truncated: field {name!r} needs bytes up to "
-                    f"{start + offset + nbytes}, the file has {size}",
-                    path=str(path),
-                )
-            if mmap and nbytes:
-                out[name] = np.memmap(
-                    path, dtype=dtype, mode="r", offset=start + offset, shape=shape
-                )
+            if mmap and dtype.itemsize and 0 not in shape:
+                out[name] = np.memmap(path, dtype=dtype, mode="r", offset=offset, shape=shape)
                 continue
             array = np.empty(shape, dtype=dtype)
-            if nbytes:
-                pread_into(fd, array.reshape(-1).data.cast("B"), start + offset, str(path))
+            if array.nbytes:
+                pread_into(fd, array.reshape(-1).view(np.uint8).data, offset, str(path))
             out[name] = array
     return out
+
+
+def _parse_index(
+    path: Path, raw: bytes, start: int, size: int
+) -> dict[str, tuple[np.dtype[Any], tuple[int, ...], int]]:
+    """Each field's dtype, shape and absolute offset, checked against the file's `size`."""
+    where = str(path)
+    try:
+        index = json.loads(raw)
+        items = index["fields"]
+        if not isinstance(items, list):
+            raise TypeError(f"'fields' is a {type(items).__name__}, not a list")
+        entries = {}
+        for item in items:
+            name, descr = item["name"], item["descr"]
+            shape, offset = item["shape"], item["offset"]
+            if not isinstance(name, str) or not isinstance(descr, str):
+                raise TypeError(f"field name and descr must be strings, got {name!r}, {descr!r}")
+            if not isinstance(shape, list) or not all(_is_count(n) for n in shape):
+                raise TypeError(f"field {name!r} has shape {shape!r}")
+            if not _is_count(offset):
+                raise TypeError(f"field {name!r} has offset {offset!r}")
+            dtype = np.lib.format.descr_to_dtype(ast.literal_eval(descr))
+            entries[name] = (dtype, tuple(shape), start + offset)
+    except (ValueError, KeyError, TypeError, SyntaxError, RecursionError, MemoryError) as err:
+        raise CorruptedFileError(f"{path} has a damaged index: {err}", path=where) from err
+    for name, (dtype, shape, offset) in entries.items():
+        if dtype.hasobject:
+            raise CorruptedFileError(
+                f"{path}: field {name!r} declares dtype {dtype}, which holds Python objects; "
+                f"NumpyStore never writes those, so the file is damaged or not holdall's",
+                path=where,
+            )
+        if np.empty(0, dtype).dtype != dtype:  # "S0", "U0": numpy would widen to 1 char
+            raise CorruptedFileError(
+                f"{path}: field {name!r} declares dtype {dtype!r}, which no array has",
+                path=where,
+            )
+        nbytes = dtype.itemsize * math.prod(shape)
+        if offset + nbytes > size:
+            raise CorruptedFileError(
+                f"{path} is truncated: field {name!r} ({dtype}, shape {shape}) needs bytes "
+                f"up to {offset + nbytes}, the file has {size}",
+                path=where,
+            )
+    return entries
+
+
+def _is_count(value: object) -> bool:
+    """A non-negative JSON integer (not a bool, not a float)."""
+    return type(value) is int and value >= 0

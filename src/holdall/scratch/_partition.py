@@ -59,6 +59,10 @@ class Group(ABC):
         topology; any other group is a line of `size` ranks, ``(size, 1, 1)``.
         """
 
+    def is_cartesian(self) -> bool:
+        """Whether the group is a 3-D Cartesian communicator (its `grid` is its own)."""
+        return False
+
 
 class SingleProcess(Group):
     """A group of one: every collective returns at once."""
@@ -115,11 +119,16 @@ class MPIGroup(Group):
             self._owned = False
 
     def grid(self) -> tuple[tuple[int, int, int], tuple[int, int, int]]:
-        mpi = sys.modules.get("mpi4py.MPI")
-        if mpi is not None and isinstance(self.comm, mpi.Cartcomm) and self.comm.Get_dim() == 3:
+        if self.is_cartesian():
             dims, _periods, coords = self.comm.Get_topo()
             return (dims[0], dims[1], dims[2]), (coords[0], coords[1], coords[2])
         return (self.size, 1, 1), (self.rank, 0, 0)
+
+    def is_cartesian(self) -> bool:
+        mpi = sys.modules.get("mpi4py.MPI")
+        return bool(
+            mpi is not None and isinstance(self.comm, mpi.Cartcomm) and self.comm.Get_dim() == 3
+        )
 
 
 def resolve_group(partition: object) -> Group:

@@ -41,7 +41,7 @@ from holdall.errors import (
     KeyNotFoundError,
     UnsupportedTypeError,
 )
-from holdall.scratch._crc import crc64, crc_trailer
+from holdall.scratch._crc import RunningCrc, crc64, crc_trailer
 from holdall.scratch._gio_format import (
     BLOSC_FILTER,
     Axis,
@@ -130,6 +130,8 @@ def write(
     file_partition
         Split the output: ranks passing the same number write ``path#<number>`` together,
         and `path` becomes a rank map naming each rank's file (the reference's partitions).
+        When every rank passes the same number nothing is split: `path` is a plain file,
+        as the reference writes it.
 
     Raises
     ------
@@ -144,6 +146,11 @@ def write(
     """
     group = resolve_group(partition)
     order = _parse_byteorder(byteorder)
+    # Optional packages on every rank before any collective, so that no rank fails alone
+    # (rank 0 writes the rank map by itself) while the others wait for it.
+    crc64(b"")
+    if compress:
+        import_optional("blosc", extra="genericio", purpose="compressing GenericIO blocks")
     variables, columns, _ = agree_columns(
         group,
         data,
@@ -158,10 +165,16 @@ def write(
     if file_partition is None:
         _write_file(group, target, variables, columns, options, group.rank, dims, coords)
         return
-    colors = group.allgather(int(file_partition))
+    placement = group.allgather((int(file_partition), coords))
+    colors = [color for color, _ in placement]
+    if len(set(colors)) == 1:  # as the reference: no rank split off, so one plain file
+        _write_file(group, target, variables, columns, options, group.rank, dims, coords)
+        return
+    failure = None
     if group.rank == 0:
-        failure = _attempt(lambda: _write_rank_map(target, colors))
-    failure = group.bcast(failure if group.rank == 0 else None)
+        grid = [where for _, where in placement] if group.is_cartesian() else None
+        failure = _attempt(lambda: _write_rank_map(target, colors, grid, options))
+    failure = group.bcast(failure)
     if failure is not None:
         raise OSError(f"writing the GenericIO rank map {target} failed: {failure}")
     sub = group.split(int(file_partition))
@@ -372,8 +385,10 @@ def _write_file(
                 pwrite_all(fd, memoryview(encode_header(header)), 0)
             for index, (payload, _) in enumerate(payloads):
                 offset, size, _ = header.extent(group.rank, index)
+                running = RunningCrc()
+                running.feed(payload)  # checksummed on the worker while it is written
                 pwrite_all(fd, payload, offset)
-                pwrite_all(fd, memoryview(crc_trailer(crc64(payload))), offset + size)
+                pwrite_all(fd, memoryview(crc_trailer(running.value())), offset + size)
         finally:
             os.close(fd)
 
@@ -390,12 +405,28 @@ def _write_file(
         raise OSError(f"writing GenericIO file {target} failed: {'; '.join(failures)}")
 
 
-def _write_rank_map(target: Path, colors: Sequence[int]) -> None:
-    ranks = np.arange(len(colors), dtype=np.int32)
-    table = {"$rank": ranks, "$partition": np.asarray(colors, dtype=np.int32)}
+def _write_rank_map(
+    target: Path,
+    colors: Sequence[int],
+    grid: Sequence[tuple[int, int, int]] | None,
+    options: _WriteOptions,
+) -> None:
+    """Write the rank map of a split file the way the reference does, from rank 0 alone.
+
+    Its columns are int32 ``$rank`` and ``$partition``, plus ``$x``, ``$y``, ``$z`` (each
+    rank's grid coordinates) on a Cartesian communicator. It is a one-rank file written with
+    the data files' byte order, compression and block headers, with no physical volume.
+    """
+    table = {"$rank": np.arange(len(colors)), "$partition": np.asarray(colors)}
+    if grid is not None:
+        for axis, name in enumerate(("$x", "$y", "$z")):
+            table[name] = np.asarray([where[axis] for where in grid])
+    table = {name: column.astype(np.int32) for name, column in table.items()}
     variables, columns, _ = _describe(table, one_dimensional=True, coordinates={}, ghosts=())
-    options = _WriteOptions(_NATIVE, False, False, (0.0, 0.0, 0.0), (0.0, 0.0, 0.0))
-    _write_file(SingleProcess(), target, variables, columns, options, 0, (1, 1, 1), (0, 0, 0))
+    map_options = _WriteOptions(
+        options.order, options.compress, options.blocks, (0.0, 0.0, 0.0), (0.0, 0.0, 0.0)
+    )
+    _write_file(SingleProcess(), target, variables, columns, map_options, 0, (1, 1, 1), (0, 0, 0))
 
 
 def _attempt(action: Any) -> str | None:
