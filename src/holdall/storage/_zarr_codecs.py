@@ -48,7 +48,7 @@ Compression = Literal["default", "zstd12", "none"]
 #: Arrays up to this many bytes get the fast fixed default codec without sampling.
 SMALL_ARRAY_BYTES = 1024 * 1024
 #: Bytes of the first chunk compressed by each candidate codec when choosing one.
-_SAMPLE_BYTES = 1024 * 1024
+_SAMPLE_BYTES = 256 * 1024
 #: A candidate within this fraction of the best sampled ratio counts as good as the best.
 _RATIO_TOLERANCE = 0.03
 
@@ -266,7 +266,9 @@ def choose_compressor(sample: np.ndarray[Any, Any]) -> Codec:
     window: no single codec is best everywhere, so large arrays are sampled. The choice is
     deterministic (ratios, not timings, decide; the order of the candidates encodes speed).
     """
-    raw = np.ascontiguousarray(sample).reshape(-1).view(np.uint8)[:_SAMPLE_BYTES]
+    # Keep the dtype: Blosc shuffles by the item size of what it is given.
+    flat = np.ascontiguousarray(sample).reshape(-1)
+    raw = flat[: max(1, _SAMPLE_BYTES // max(flat.itemsize, 1))]
     candidates = _candidates(sample.dtype)
     ratios = [raw.nbytes / max(len(codec.encode(raw)), 1) for codec in candidates]
     best = max(ratios)

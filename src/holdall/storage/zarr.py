@@ -335,7 +335,7 @@ class OptStorage(DataStorage):
                     "delete it yourself if that is what you want",
                     path=str(root),
                 )
-            self._drop_superseded(root)
+            self._drop_superseded(root, replacing=True)
         if archive_exists:
             if self._archive_generation() is None:
                 raise NotAStoreError(
@@ -348,12 +348,15 @@ class OptStorage(DataStorage):
             self._archive_location.remove()
         self._new_store()
 
-    def _drop_superseded(self, root: Path) -> None:
-        """Remove the files of a working folder the archive has superseded (a crashed writer's)."""
+    def _drop_superseded(self, root: Path, *, replacing: bool = False) -> None:
+        """Remove the Zarr files of a folder holdall wrote: one the archive superseded (a crashed
+        writer's, with a warning), or the store mode ``"w"`` replaces."""
         assert self._workdir is not None
         kept = self._workdir.remove_owned(keep=lambda _path: False)
         self._workdir.root.mkdir(exist_ok=True)
         self._emptied_folder = True
+        if replacing:
+            return
         message = (
             f"{root} was the working folder of a writer that stopped before close(); the archive "
             f"{self._archive_location.url} is newer and complete, so holdall removed that folder's "
