@@ -31,14 +31,23 @@ _MAX_POLL_S = 0.02
 
 
 def pid_is_alive(pid: int) -> bool:
-    """True when a process with id `pid` exists on this host."""
+    """True when a process with id `pid` exists on this host and is not a zombie.
+
+    A process killed moments ago stays a zombie until its parent reaps it: it holds nothing
+    any more (its files and locks are gone), so it counts as dead.
+    """
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    return True
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True
+    # The state follows the parenthesised command name, which may itself hold spaces.
+    return stat.rpartition(")")[2].split()[:1] != ["Z"]
 
 
 def _open_lock_file(path: Path) -> int:
