@@ -20,6 +20,7 @@ __all__ = [
     "InvalidKeyError",
     "InvalidValueError",
     "KeyNotFoundError",
+    "MergeError",
     "ReadOnlyStorageError",
     "SchemaError",
     "SchemaVersionError",
@@ -223,3 +224,11 @@ class BackendUnavailableError(HoldallError, ImportError):
     def __init__(self, message: str, *, extra: str | None = None) -> None:
         super().__init__(message)
         self.extra = extra
+
+
+class MergeError(HoldallError, RuntimeError):
+    """A merge stopped: an input failed with ``stop_on_error=True``, or no input could be merged."""
+
+    def __init__(self, message: str, *, errors: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.errors = dict(errors or {})

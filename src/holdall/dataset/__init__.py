@@ -1,0 +1,8 @@
+"""Merged datasets: many per-file stores into one Zarr dataset with Parquet tables (seed 001)."""
+
+from __future__ import annotations
+
+from holdall.dataset._info import DatasetInfo
+from holdall.dataset._merger import DatasetMerger
+
+__all__ = ["DatasetInfo", "DatasetMerger"]
