@@ -35,13 +35,12 @@ from holdall.dataset._parts import (
     PartResult,
     file_stem,
     infer_plan,
+    open_part,
     plan_from_schema,
     read_part,
-    store_path,
 )
 from holdall.dataset._writer import DatasetWriter, plan_to_schema
 from holdall.errors import ArchiveExistsError, InvalidValueError, MergeError
-from holdall.storage.zarr import OptStorage
 
 __all__ = ["DatasetMerger"]
 
@@ -151,7 +150,7 @@ class DatasetMerger:
         ----------
         face_chunk, edge_chunk, faceface_flat_chunk
             Rows per chunk along ``face``, ``edge`` and flattened face-pair dimensions (other
-            groups use `face_chunk`); a chunk never exceeds 8 MiB uncompressed.
+            groups use `face_chunk`); a chunk never exceeds 2 MiB uncompressed.
         batch_size
             Files read ahead of the writer (default: twice the readers).
         consolidate_metadata
@@ -239,7 +238,7 @@ class DatasetMerger:
         warnings: dict[str, list[str]] = {}
         merged: list[str] = []
         read_seconds = 0.0
-        known = set(writer.files)
+        known, used_codes = set(writer.files), set(writer.codes)
         results = self._results(plan, window)
         if not streaming:
             results = iter(list(results))
@@ -248,8 +247,11 @@ class DatasetMerger:
         ):
             read_seconds += result.seconds
             error = result.error
+            code = self.file_id_codes[result.stem]
             if error is None and result.stem in known:
                 error = f"the dataset already holds a file with stem {result.stem!r}"
+            if error is None and code in used_codes:
+                error = f"file code {code} is already used in the dataset"
             if error is None:
                 try:
                     writer.check(result)
@@ -260,9 +262,9 @@ class DatasetMerger:
                 if stop_on_error:
                     raise MergeError(f"cannot merge {result.source}: {error}", errors=errors)
                 continue
-            code = self.file_id_codes[result.stem]
             writer.add(result, code)
             known.add(result.stem)
+            used_codes.add(code)
             merged.append(result.source)
             missing = info.add_file(result.stem, code, result.metadata)
             if missing:
@@ -295,9 +297,7 @@ class DatasetMerger:
             return plan_from_schema(self.schema), self.schema
         for source in self.sources:
             try:
-                with OptStorage(
-                    store_path(source), storage_options=self.storage_options
-                ) as storage:
+                with open_part(source, self.storage_options) as storage:
                     schema = storage.get_schema()
                     return (
                         (plan_from_schema(schema), schema) if schema else (infer_plan(storage), {})

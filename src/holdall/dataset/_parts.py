@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from holdall._core.locations import parse_location
 from holdall.errors import InvalidValueError
 from holdall.schema._rules import check_rules
 from holdall.storage.zarr import OptStorage
@@ -181,19 +182,41 @@ def read_part(
     began = time.perf_counter()
     result = PartResult(index, source, file_stem(source))
     try:
-        with OptStorage(store_path(source), storage_options=storage_options) as storage:
+        with open_part(source, storage_options) as storage:
             result.schema = storage.get_schema()
             result.metadata = storage.load_metadata()
             if plan is None:
                 plan = plan_from_schema(result.schema) if result.schema else infer_plan(storage)
             for group in plan:
                 _read_group(storage, group, result)
+            if plan and not result.arrays:
+                raise InvalidValueError(
+                    f"{source} holds none of the arrays of the groups {[g.name for g in plan]} "
+                    f"(its keys: {storage.get_keys()[:10]})",
+                    key=source,
+                )
     except Exception as err:  # any failure of one file is recorded; the merge goes on
         result.arrays.clear()
         result.error = f"{type(err).__name__}: {err}"
     result.nbytes = sum(a.nbytes for a in result.arrays.values())
     result.seconds = time.perf_counter() - began
     return result
+
+
+def open_part(source: str, storage_options: dict[str, Any] | None = None) -> OptStorage:
+    """Open merge input `source` (an archive or a directory store), refusing one that is absent.
+
+    Raises
+    ------
+    FileNotFoundError
+        Neither the archive nor the store exists (`OptStorage` would create a new store).
+    """
+    path = store_path(source)
+    location = parse_location(path, storage_options=storage_options)
+    archive = location.sibling(location.name + ARCHIVE_SUFFIX)
+    if not location.is_dir() and not archive.exists():
+        raise FileNotFoundError(f"{source}: no such archive or store")
+    return OptStorage(path, storage_options=storage_options)
 
 
 def _read_group(storage: OptStorage, group: GroupPlan, result: PartResult) -> None:

@@ -27,7 +27,7 @@ __all__ = ["ATTRIBUTE", "DatasetWriter", "plan_to_schema"]
 ATTRIBUTE = "holdall_dataset"
 FORMAT_VERSION = 1
 #: Largest uncompressed chunk the merge writes, whatever the row counts asked for.
-MAX_CHUNK_BYTES = 8 * 1024 * 1024
+MAX_CHUNK_BYTES = 2 * 1024 * 1024
 
 
 def plan_to_schema(plan: list[GroupPlan]) -> dict[str, Any]:
