@@ -139,6 +139,9 @@ def build_parser() -> argparse.ArgumentParser:
     from holdall.workspace._cli import add_workspace_parser
 
     add_workspace_parser(commands)
+    from holdall.dataset._cli import add_merge_parser
+
+    add_merge_parser(commands)
     return parser
 
 

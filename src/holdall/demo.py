@@ -25,6 +25,7 @@ import numpy as np
 import polars as pl
 
 from holdall._core.optional import import_optional
+from holdall.dataset import merge_demo_parts
 from holdall.demo_models import MinMaxScaler, RidgeRegression, StandardScaler
 from holdall.errors import InvalidValueError
 from holdall.storage import DataStorage, JsonStorageHandler, OptStorage, convert_storage
@@ -229,6 +230,8 @@ class DemoReport:
     """Folder of the part converted to JSON."""
     learning: LearningReport
     """The models trained on the archives and recorded in the workspace."""
+    dataset: tuple[str, ...] = ()
+    """Table of contents of the archives merged into one dataset (`holdall.dataset`)."""
 
     def lines(self) -> list[str]:
         """The report as printed by the CLI."""
@@ -239,6 +242,7 @@ class DemoReport:
             f"archives: {self.encoded_dir}/*.zarr.data (open with holdall.OptStorage or zarr.storage.ZipStore)",
             f"one part as JSON: {self.json_dir}",
             f"try: holdall info {self.encoded_dir}/part_0000.zarr",
+            *self.dataset,
             *self.learning.lines(),
         ]
 
@@ -372,7 +376,7 @@ def _learn(out: Path, encoded: Path, parts: int, rng: np.random.Generator) -> Le
     )
 
 
-DEMO_OUTPUTS = ("encoded", "json", "workspace", "best_chain.n4a")
+DEMO_OUTPUTS = ("encoded", "json", "workspace", "best_chain.n4a", "dataset")
 """What `run_demo` writes below its output folder (and replaces on the next run)."""
 
 
@@ -435,4 +439,5 @@ def run_demo(out: Path, parts: int, *, seed: int = 0) -> DemoReport:
     with OptStorage(encoded / "part_0000.zarr") as source:
         convert_storage(source, JsonStorageHandler(json_dir))
     learning = _learn(out, encoded, parts, rng)
-    return DemoReport(parts, seconds, bytes_in, bytes_out, encoded, json_dir, learning)
+    dataset = merge_demo_parts(encoded, out / "dataset" / "parts")
+    return DemoReport(parts, seconds, bytes_in, bytes_out, encoded, json_dir, learning, dataset)

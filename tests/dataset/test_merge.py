@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import warnings
 from pathlib import Path
 from typing import Any
@@ -57,13 +58,15 @@ def test_merge_equals_numpy_concatenation(tmp_path: Path, archive: bool) -> None
     assert all(Path(s).exists() for s in sources), "inputs are never deleted by default"
 
 
-def test_local_processes_by_default(tmp_path: Path) -> None:
+def test_local_reader_processes(tmp_path: Path) -> None:
     sources, parts = make_inputs(tmp_path / "in", 5, seed=3)
     codes = DatasetInfo.build_code_mappings(sources)
-    merger = DatasetMerger(sources, tmp_path / "cad", codes)
-    assert merger.workers >= 1
-    merger.workers = 2  # two real reader processes even on a one-core runner
-    merger.merge_data(face_chunk=3)
+    assert DatasetMerger(sources, tmp_path / "cad", codes).workers == 1, "few inputs: in-process"
+    many = [f"p{i}.zarr.data" for i in range(17)]
+    merger = DatasetMerger(many, tmp_path / "x", DatasetInfo.build_code_mappings(many))
+    assert merger.workers == min(os.cpu_count() or 1, 8)
+    # Two real reader processes, even on a one-core runner.
+    DatasetMerger(sources, tmp_path / "cad", codes, workers=2).merge_data(face_chunk=3)
     assert_merged(tmp_path / "cad.dataset", parts, list(range(5)))
 
 

@@ -69,7 +69,9 @@ class DatasetMerger:
         Schema dict to merge by; by default the schema stored with the first readable input,
         or one inferred from its array names when it has none.
     workers
-        Local reader processes (default: the CPU count, at most 8); 1 reads in this process.
+        Local reader processes; 1 reads in this process. By default the CPU count (at most
+        8), or this process alone for up to 16 inputs, where starting processes costs more
+        than it saves.
     storage_options
         fsspec options for ``s3://`` inputs.
     progress
@@ -125,7 +127,9 @@ class DatasetMerger:
         self.dask_client_params = dask_client_params
         self.delete_source_files = delete_source_files
         self.schema = schema
-        self.workers = workers or min(os.cpu_count() or 1, 8)
+        if workers is None:
+            workers = 1 if len(self.sources) <= 16 else min(os.cpu_count() or 1, 8)
+        self.workers = workers
         self.storage_options = storage_options
         self.progress = progress
 
@@ -182,8 +186,8 @@ class DatasetMerger:
                 )
         if self.dataset_path.exists() and not append:
             raise ArchiveExistsError(
-                f"{self.dataset_path} already exists; pass append=True to add files to it, or "
-                "remove it first",
+                f"{self.dataset_path} already exists; pass append=True (holdall merge --append) to add "
+                "files to it, or remove it first",
                 path=str(self.dataset_path),
             )
         started = time.time()
