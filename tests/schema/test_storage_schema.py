@@ -76,7 +76,9 @@ def test_routing_is_recorded_with_the_store(tmp_path: Path) -> None:
     storage.save_metadata("size_cadfile", 1024)  # explicit definition
     storage.save_metadata("file_label", 2)  # explicit definition
     storage.save_metadata("SIZE_step", 77)  # pattern, any case
-    storage.save_metadata("processing_stats", {"duration": 1.5, "host": "node1"})  # pattern on section
+    storage.save_metadata(
+        "processing_stats", {"duration": 1.5, "host": "node1"}
+    )  # pattern on section
     storage.save_metadata("colour", "red")  # string default
     storage.save_metadata("weight", 3.25)  # numeric default
     storage.save_metadata("is_valid", True)  # bool default
