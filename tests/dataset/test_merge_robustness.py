@@ -252,3 +252,16 @@ def test_unknown_dask_params_are_refused(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="dask_client_params"):
         merger.merge_data()
     assert not (tmp_path / "cad.dataset").exists()
+
+
+@pytest.mark.parametrize("name", ["../outside", "a/b", "", "..", "__zarr", "nul\x00"])
+def test_schema_names_that_are_not_one_segment_are_refused(tmp_path: Path, name: str) -> None:
+    from holdall.errors import SchemaError
+
+    sources, _ = make_inputs(tmp_path / "in", 1)
+    hostile = {"groups": {name: {"primary_dimension": "face", "arrays": {"x": {"dims": ["face"]}}}}}
+    merger = DatasetMerger(sources, tmp_path / "out" / "cad", {"part_000": 0}, schema=hostile)
+    with pytest.raises(SchemaError, match="cannot name a dataset node"):
+        merger.merge_data()
+    assert not (tmp_path / "outside").exists()
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == []

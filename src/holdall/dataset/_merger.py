@@ -202,7 +202,7 @@ class DatasetMerger:
                 work,
                 append=append and self.dataset_path.exists(),
                 chunk_rows={"face": face_chunk, "edge": edge_chunk, "flat": faceface_flat_chunk},
-                window=batch_size or 2 * self.workers,
+                window=batch_size,
                 consolidate=consolidate_metadata,
                 compress=force_compression,
                 streaming=use_streaming,
@@ -221,7 +221,7 @@ class DatasetMerger:
         *,
         append: bool,
         chunk_rows: dict[str, int],
-        window: int,
+        window: int | None,
         consolidate: bool,
         compress: bool,
         streaming: bool,
@@ -318,8 +318,11 @@ class DatasetMerger:
 
     # ----------------------------------------------------------------- reading
 
-    def _results(self, plan: list[GroupPlan], window: int) -> Iterator[PartResult]:
-        """Each input's `PartResult`, in input order, at most `window` files ahead."""
+    def _results(self, plan: list[GroupPlan], window: int | None) -> Iterator[PartResult]:
+        """Each input's `PartResult`, in input order, at most `window` files ahead.
+
+        The default window is twice the readers (local processes or Dask workers).
+        """
         tasks = [(i, source, plan, self.storage_options) for i, source in enumerate(self.sources)]
         if self.dask_client_params is not None:
             yield from self._dask_results(tasks, window)
@@ -329,9 +332,13 @@ class DatasetMerger:
         else:
             context = multiprocessing.get_context("forkserver")
             with ProcessPoolExecutor(max_workers=self.workers, mp_context=context) as pool:
-                yield from _windowed(lambda task: pool.submit(read_part, *task), tasks, window)
+                yield from _windowed(
+                    lambda task: pool.submit(read_part, *task), tasks, window or 2 * self.workers
+                )
 
-    def _dask_results(self, tasks: list[tuple[Any, ...]], window: int) -> Iterator[PartResult]:
+    def _dask_results(
+        self, tasks: list[tuple[Any, ...]], window: int | None
+    ) -> Iterator[PartResult]:
         distributed = import_optional("dask.distributed", extra="dask", purpose="merging on Dask")
         params = self.dask_client_params
         owned = not isinstance(params, distributed.Client)
@@ -343,8 +350,11 @@ class DatasetMerger:
             )
         client = distributed.Client(**params) if owned else params
         try:
+            readers = max(1, len(client.scheduler_info().get("workers", {})))
             yield from _windowed(
-                lambda task: client.submit(read_part, *task, pure=False), tasks, window
+                lambda task: client.submit(read_part, *task, pure=False),
+                tasks,
+                window or 2 * readers,
             )
         finally:
             if owned:

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from holdall._core.locations import parse_location
-from holdall.errors import InvalidValueError
+from holdall.errors import InvalidValueError, SchemaError
 from holdall.schema._rules import check_rules
 from holdall.storage.zarr import OptStorage
 
@@ -85,8 +85,10 @@ def plan_from_schema(schema: dict[str, Any]) -> list[GroupPlan]:
     """The merge plan of a schema dict (`SchemaBuilder.build` output)."""
     plans = []
     for name, group in schema.get("groups", {}).items():
+        _check_node_name(name, "group")
         arrays = []
         for array, spec in group.get("arrays", {}).items():
+            _check_node_name(array, f"array of group {name!r}")
             dims = spec.get("dims", spec.get("dimensions"))
             rules = {k: spec[k] for k in ("min_value", "max_value", "values") if k in spec}
             arrays.append(
@@ -103,6 +105,22 @@ def plan_from_schema(schema: dict[str, Any]) -> list[GroupPlan]:
             )
         )
     return plans
+
+
+def _check_node_name(name: object, what: str) -> None:
+    """Refuse a schema name that is not one path segment (it becomes a Zarr node name)."""
+    if (
+        not isinstance(name, str)
+        or name in ("", ".", "..")
+        or any(c in name for c in "/\\\x00")
+        or name.startswith("__")
+    ):
+        raise SchemaError(
+            f"schema {what} name {name!r} cannot name a dataset node: use one segment without "
+            "'/', '\\', NUL or a leading '__', and not '.' or '..'",
+            key=str(name),
+            got=name,
+        )
 
 
 def infer_plan(storage: OptStorage) -> list[GroupPlan]:
