@@ -17,6 +17,7 @@ import pytest
 from holdall.dataset import DatasetInfo, DatasetMerger
 from holdall.errors import ArchiveExistsError, InvalidValueError
 from holdall.schema import SchemaBuilder
+from holdall.storage import OptStorage
 from tests.dataset.conftest import (
     SCHEMA,
     assert_merged,
@@ -285,3 +286,49 @@ def test_delete_source_files_only_when_asked_and_only_merged(tmp_path: Path) -> 
     assert bad.exists(), "a file that was not merged is kept"
     assert Path(directory[0]).is_dir(), "directory stores are never deleted"
     assert json.loads((tmp_path / "cad.flow").read_text())["runs"][0]["deleted"] == sources
+
+
+def test_seed_style_flat_keys(tmp_path: Path) -> None:
+    """Seed 001 saves ``face_areas`` at the top level; the schema still groups it."""
+    builder = SchemaBuilder(domain="CAD_analysis")
+    faces = builder.create_group("faces", "face", "Face data")
+    faces.create_array("face_areas", ["face"], "float32")
+    faces.create_array("face_normals", ["face", "coordinate"], "float32")
+    builder.create_group("edges", "edge").create_array("edge_lengths", ["edge"], "float32")
+    schema = builder.build()
+    rng = np.random.default_rng(4)
+    expected: dict[str, list[np.ndarray]] = {
+        "face_areas": [],
+        "face_normals": [],
+        "edge_lengths": [],
+    }
+    sources = []
+    for index in range(3):
+        n, m = int(rng.integers(1, 6)), int(rng.integers(1, 6))
+        values = {
+            "face_areas": rng.random(n).astype(np.float32),
+            "face_normals": rng.random((n, 3)).astype(np.float32),
+            "edge_lengths": rng.random(m).astype(np.float64),  # float64 under float32: cast
+        }
+        with OptStorage(tmp_path / f"flat_{index}.zarr") as storage:
+            storage.set_schema(schema)
+            for key, value in values.items():
+                storage.save_data(key, value)
+            storage.compress_store()
+        sources.append(str(tmp_path / f"flat_{index}.zarr.data"))
+        for key, value in values.items():
+            expected[key].append(value)
+    flow = merge(sources, tmp_path / "flat")
+    assert flow["errors"] == {}
+    import zarr
+
+    root = zarr.open_group(str(tmp_path / "flat.dataset"), mode="r")
+    for key, group in (
+        ("face_areas", "faces"),
+        ("face_normals", "faces"),
+        ("edge_lengths", "edges"),
+    ):
+        np.testing.assert_array_equal(
+            root[f"{group}/{key}"][...], np.concatenate(expected[key]).astype(np.float32)
+        )
+    assert root["edges/edge_lengths"].dtype == np.float32

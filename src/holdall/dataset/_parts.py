@@ -19,6 +19,7 @@ import numpy as np
 from holdall._core.locations import parse_location
 from holdall.errors import InvalidValueError, SchemaError
 from holdall.schema._rules import check_rules
+from holdall.storage.base import SCHEMA_METADATA_KEY
 from holdall.storage.zarr import OptStorage
 
 __all__ = [
@@ -201,12 +202,14 @@ def read_part(
     result = PartResult(index, source, file_stem(source))
     try:
         with open_part(source, storage_options) as storage:
-            result.schema = storage.get_schema()
             result.metadata = storage.load_metadata()
+            schema = result.metadata.get(SCHEMA_METADATA_KEY)
+            result.schema = schema if isinstance(schema, dict) else {}
             if plan is None:
                 plan = plan_from_schema(result.schema) if result.schema else infer_plan(storage)
+            top_level = set(storage.get_keys())
             for group in plan:
-                _read_group(storage, group, result)
+                _read_group(storage, group, result, top_level)
             if plan and not result.arrays:
                 raise InvalidValueError(
                     f"{source} holds none of the arrays of the groups {[g.name for g in plan]} "
@@ -237,20 +240,30 @@ def open_part(source: str, storage_options: dict[str, Any] | None = None) -> Opt
     return OptStorage(path, storage_options=storage_options)
 
 
-def _read_group(storage: OptStorage, group: GroupPlan, result: PartResult) -> None:
-    found = {a.name: _find(storage, group.name, a.name) for a in group.arrays}
-    if all(key is None for key in found.values()):
+def _read_group(
+    storage: OptStorage, group: GroupPlan, result: PartResult, top_level: set[str]
+) -> None:
+    """Read `group`'s arrays: ``<group>/<array>`` (the whole group in one call) or ``<array>``."""
+    stored = storage.load_data(group.name) if group.name in top_level else {}
+    members = stored if isinstance(stored, dict) else {}
+    found: dict[str, tuple[str, Any]] = {}
+    for array in group.arrays:
+        if array.name in members:
+            found[array.name] = (f"{group.name}/{array.name}", members[array.name])
+        elif array.name in top_level:
+            found[array.name] = (array.name, storage.load_data(array.name))
+    if not found:
         return  # the file has no data for this group: it contributes no rows
     lengths: dict[str, tuple[str, int]] = {}
     for array in group.arrays:
-        key = found[array.name]
-        if key is None:
+        if array.name not in found:
             raise InvalidValueError(
                 f"{result.source}: group {group.name!r} has no array {array.name!r} "
                 f"(looked for {group.name}/{array.name} and {array.name})",
                 key=f"{group.name}/{array.name}",
             )
-        data = _prepare(np.asarray(storage.load_data(key)), group, array, key)
+        key, value = found[array.name]
+        data = _prepare(np.asarray(value), group, array, key)
         lead = group.leading_dimension(array)
         if lead in lengths and lengths[lead][1] != data.shape[0]:
             other, rows = lengths[lead]
@@ -260,13 +273,6 @@ def _read_group(storage: OptStorage, group: GroupPlan, result: PartResult) -> No
             )
         lengths.setdefault(lead, (key, data.shape[0]))
         result.arrays[(group.name, array.name)] = data
-
-
-def _find(storage: OptStorage, group: str, name: str) -> str | None:
-    for key in (f"{group}/{name}", name):
-        if key in storage:
-            return key
-    return None
 
 
 def _prepare(
