@@ -174,8 +174,31 @@ def bench(label: str, sources: list[str], work: Path, *, with_xarray: bool) -> l
         print(rows[-1], flush=True)
     ours = results["holdall DatasetMerger"]
     for row in rows:
-        row.append(f"{results[row[1]] / ours:.2f}x" if row[1] in results else "")
+        row.append(f"{results[row[1]] / ours:.2f}x")
     return rows
+
+
+def targets(rows: list[list[Any]]) -> list[str]:
+    """One line per input kind: the issue's targets, met or not, from the measured rows."""
+    lines = []
+    for label in dict.fromkeys(row[0] for row in rows):
+        mine = {row[1]: row for row in rows if row[0] == label}
+        ours = float(mine["holdall DatasetMerger"][4])
+        copy = float(mine["raw byte copy"][4])
+        peak = int(mine["holdall DatasetMerger"][7])
+        parts = [
+            f"{label}: holdall takes {ours / copy:.1f}x the raw copy's time (target <= 3x: "
+            f"{'met' if ours <= 3 * copy else 'not met'})"
+        ]
+        if "xarray open_zarr+concat+to_zarr" in mine:
+            slow = float(mine["xarray open_zarr+concat+to_zarr"][4])
+            parts.append(
+                f"is {slow / ours:.1f}x faster than xarray (target >= 5x: "
+                f"{'met' if slow >= 5 * ours else 'not met'})"
+            )
+        parts.append(f"peak RSS {peak} MiB (target < 1024: {'met' if peak < 1024 else 'not met'})")
+        lines.append("- " + ", ".join(parts) + ".")
+    return lines
 
 
 def main() -> None:
@@ -227,6 +250,17 @@ def main() -> None:
             f"on {machine_line()}.",
             "",
             markdown_table(header, rows),
+            "",
+            *targets(rows),
+            "",
+            "What bounds them: the raw copy only moves bytes (the disk and page cache). holdall",
+            "opens every archive, decodes every chunk, checks and casts each array against the",
+            "schema, and re-encodes the concatenation (Blosc-Zstd 1 plus crc32c) in one writer",
+            "process: about 10 ms of CPU per demo part on one core, spread over the reader",
+            "processes, so on few cores it is CPU-bound, not disk-bound. The xarray merge pays",
+            "per-file dataset construction and one dask task per file and variable. Peak RSS is",
+            "the process tree's (writer plus readers, about 100 MiB each of interpreter and",
+            "imports) and does not grow with the number of files.",
         ]
     )
     write_section("merge", body)
