@@ -212,6 +212,12 @@ def test_seed_import_paths() -> None:
     from holdall.storage import datasetstorage, datastorage
 
     assert datasetstorage.SchemaBuilder is SchemaBuilder
+    from holdall.dataset import DatasetInfo, DatasetMerger
+
+    assert datasetstorage.DatasetMerger is DatasetMerger
+    assert datasetstorage.DatasetInfo is DatasetInfo
+    with pytest.raises(AttributeError, match="Nothing"):
+        datasetstorage.Nothing  # noqa: B018
     from holdall.storage import JsonStorageHandler, MemoryStorage, OptStorage
     from holdall.storage.base import DataStorage
 
