@@ -258,7 +258,7 @@ class DatasetMerger:
                 error = f"file code {code} is already used in the dataset"
             if error is None:
                 try:
-                    writer.check(result)
+                    writer.add(result, code)  # checks everything before it writes anything
                 except InvalidValueError as err:
                     error = f"{type(err).__name__}: {err}"
             if error is not None:
@@ -266,7 +266,6 @@ class DatasetMerger:
                 if stop_on_error:
                     raise MergeError(f"cannot merge {result.source}: {error}", errors=errors)
                 continue
-            writer.add(result, code)
             known.add(result.stem)
             used_codes.add(code)
             merged.append(result.source)

@@ -170,7 +170,8 @@ class DatasetWriter:
         return ready
 
     def add(self, result: PartResult, code: int) -> None:
-        """Append one file (checked with `check` first) with file code `code`."""
+        """Append one file with file code `code`; `check` runs first, so a refused file
+        (`InvalidValueError`) leaves nothing written."""
         ready = self.check(result)
         for group in self.plan:
             added: dict[str, int] = {}
