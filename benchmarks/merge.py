@@ -215,6 +215,7 @@ def main() -> None:
         "--keep", type=Path, help="build inputs here and keep them (default: a temp dir)"
     )
     args = parser.parse_args()
+    load = os.getloadavg()[0]
     work = args.keep or Path(tempfile.mkdtemp(prefix="holdall-merge-bench-"))
     try:
         rows = []
@@ -247,7 +248,8 @@ def main() -> None:
             "## Merging per-part archives into one dataset",
             "",
             f"Measured with `python -m benchmarks.merge --parts {args.parts} --large {args.large}` "
-            f"on {machine_line()}.",
+            f"on {machine_line()}; load average {load:.1f} when it started (other work on"
+            " the machine slows every method, holdall's reader processes most).",
             "",
             markdown_table(header, rows),
             "",
