@@ -265,3 +265,15 @@ def test_schema_names_that_are_not_one_segment_are_refused(tmp_path: Path, name:
         merger.merge_data()
     assert not (tmp_path / "outside").exists()
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == []
+
+
+def test_names_too_long_for_the_filesystem_are_refused_up_front(tmp_path: Path) -> None:
+    from holdall.errors import InvalidKeyError
+
+    sources, _ = make_inputs(tmp_path / "in", 1)
+    long = "g" * 300
+    schema = {"groups": {long: {"primary_dimension": "face", "arrays": {"x": {"dims": ["face"]}}}}}
+    merger = DatasetMerger(sources, tmp_path / "out" / "cad", {"part_000": 0}, schema=schema)
+    with pytest.raises(InvalidKeyError, match="g" * 20):
+        merger.merge_data()
+    assert list((tmp_path / "out").iterdir()) == []

@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from holdall._core.keys import check_name_lengths
 from holdall.dataset._parts import GroupPlan, PartResult, cast_keeping_values, plan_from_schema
 from holdall.errors import CorruptedFileError, InvalidValueError
 
@@ -132,6 +133,17 @@ class DatasetWriter:
             self.plan = plan or []
             self.offsets = {g.name: {d: [0] for d in _leading_dimensions(g)} for g in self.plan}
             self.schema = {}
+            for group in self.plan:
+                names = [a.name for a in group.arrays] + [f"file_id_code_{group.name}"]
+                names += [_offsets_name(group, d) for d in _leading_dimensions(group)]
+                for name in names:
+                    # Chunk keys below an array: "c/<i>/<j>/..." plus a temporary suffix.
+                    check_name_lengths(
+                        f"{group.name}/{name}",
+                        (group.name, name),
+                        root=str(path),
+                        extra_path_bytes=64,
+                    )
         self._rows_written = 0
 
     def _read_offsets(self, group: GroupPlan, dim: str) -> list[int]:
