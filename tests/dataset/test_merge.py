@@ -332,3 +332,47 @@ def test_seed_style_flat_keys(tmp_path: Path) -> None:
             root[f"{group}/{key}"][...], np.concatenate(expected[key]).astype(np.float32)
         )
     assert root["edges/edge_lengths"].dtype == np.float32
+
+
+def test_options_streaming_consolidation_compression(tmp_path: Path) -> None:
+    import zarr
+
+    sources, parts = make_inputs(tmp_path / "in", 4, seed=12)
+    merge(
+        sources,
+        tmp_path / "plain",
+        use_streaming=False,
+        consolidate_metadata=False,
+        force_compression=False,
+        batch_size=1,
+    )
+    assert_merged(tmp_path / "plain.dataset", parts, [0, 1, 2, 3])
+    root_doc = json.loads((tmp_path / "plain.dataset" / "zarr.json").read_text())
+    assert "consolidated_metadata" not in root_doc or root_doc["consolidated_metadata"] is None
+    codecs = [
+        c["name"]
+        for c in zarr.open_array(
+            str(tmp_path / "plain.dataset" / "faces" / "face_areas"), mode="r"
+        ).metadata.to_dict()["codecs"]
+    ]
+    assert "blosc" not in codecs
+    assert "crc32c" in codecs
+    merge(sources, tmp_path / "packed")
+    packed = json.loads((tmp_path / "packed.dataset" / "zarr.json").read_text())
+    assert packed["consolidated_metadata"]["kind"] == "inline"
+    codecs = [
+        c["name"]
+        for c in zarr.open_array(
+            str(tmp_path / "packed.dataset" / "faces" / "face_areas"), mode="r"
+        ).metadata.to_dict()["codecs"]
+    ]
+    assert codecs[-2:] == ["blosc", "crc32c"]
+
+
+def test_dask_client_made_from_params(tmp_path: Path) -> None:
+    pytest.importorskip("dask.distributed")
+    sources, parts = make_inputs(tmp_path / "in", 2, seed=13)
+    params = {"n_workers": 2, "threads_per_worker": 1, "processes": True, "dashboard_address": None}
+    flow = merge(sources, tmp_path / "dask", dask_client_params=params)
+    assert flow["counts"]["merged"] == 2
+    assert_merged(tmp_path / "dask.dataset", parts, [0, 1])
