@@ -160,7 +160,7 @@ class DatasetMerger:
         consolidate_metadata
             Write consolidated Zarr metadata, so a reader opens the dataset in one read.
         force_compression
-            Compress chunks (Blosc-Zstd); False stores them raw. Both carry crc32c checksums.
+            Compress chunks (Blosc-LZ4); False stores them raw. Both carry crc32c checksums.
         use_streaming
             False reads every input before writing (faster for a few files, memory unbounded).
         append

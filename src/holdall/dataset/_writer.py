@@ -104,7 +104,7 @@ class DatasetWriter:
         self.path = path
         self._zarr = zarr
         self._compressors = (
-            [BloscCodec(cname="zstd", clevel=1, shuffle="shuffle"), Crc32cCodec()]
+            [BloscCodec(cname="lz4", clevel=5, shuffle="shuffle"), Crc32cCodec()]
             if compress
             else [Crc32cCodec()]
         )
