@@ -23,11 +23,14 @@ from holdall.storage.base import SCHEMA_METADATA_KEY
 from holdall.storage.zarr import OptStorage
 
 __all__ = [
+    "ARCHIVE_SUFFIX",
     "ArrayPlan",
     "GroupPlan",
     "PartResult",
+    "cast_keeping_values",
     "file_stem",
     "infer_plan",
+    "open_part",
     "plan_from_schema",
     "read_part",
     "store_path",
