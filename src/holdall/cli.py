@@ -279,6 +279,9 @@ def build_parser() -> argparse.ArgumentParser:
     from holdall.ml._cli import add_metrics_parser
 
     add_metrics_parser(commands, open_storage)
+    from holdall.dataset._cli import add_merge_parser
+
+    add_merge_parser(commands)
     return parser
 
 

@@ -25,6 +25,7 @@ import numpy as np
 import polars as pl
 
 from holdall._core.optional import import_optional
+from holdall.dataset import merge_demo_parts
 from holdall.demo_models import MinMaxScaler, RidgeRegression, StandardScaler
 from holdall.errors import InvalidValueError
 from holdall.ml._demo import train_and_report
@@ -232,6 +233,8 @@ class DemoReport:
     """The models trained on the archives and recorded in the workspace."""
     metrics_report: Path | None = None
     """HTML report of the face classifier's training metrics (None without matplotlib)."""
+    dataset: tuple[str, ...] = ()
+    """Table of contents of the archives merged into one dataset (`holdall.dataset`)."""
 
     def lines(self) -> list[str]:
         """The report as printed by the CLI."""
@@ -242,6 +245,7 @@ class DemoReport:
             f"archives: {self.encoded_dir}/*.zarr.data (open with holdall.OptStorage or zarr.storage.ZipStore)",
             f"one part as JSON: {self.json_dir}",
             f"try: holdall info {self.encoded_dir}/part_0000.zarr",
+            *self.dataset,
             *self.learning.lines(),
             f"training curves and confusion matrices: {self.metrics_report or 'pip install holdall[plot] to draw them'}",
         ]
@@ -376,7 +380,15 @@ def _learn(out: Path, encoded: Path, parts: int, rng: np.random.Generator) -> Le
     )
 
 
-DEMO_OUTPUTS = ("encoded", "json", "workspace", "best_chain.n4a", "metrics", "metrics_report.html")
+DEMO_OUTPUTS = (
+    "encoded",
+    "json",
+    "workspace",
+    "best_chain.n4a",
+    "metrics",
+    "metrics_report.html",
+    "dataset",
+)
 """What `run_demo` writes below its output folder (and replaces on the next run)."""
 
 
@@ -440,4 +452,7 @@ def run_demo(out: Path, parts: int, *, seed: int = 0) -> DemoReport:
         convert_storage(source, JsonStorageHandler(json_dir))
     learning = _learn(out, encoded, parts, rng)
     report = train_and_report(generated, out, FACE_TYPES, rng)
-    return DemoReport(parts, seconds, bytes_in, bytes_out, encoded, json_dir, learning, report)
+    dataset = merge_demo_parts(encoded, out / "dataset" / "parts")
+    return DemoReport(
+        parts, seconds, bytes_in, bytes_out, encoded, json_dir, learning, report, dataset
+    )

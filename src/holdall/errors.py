@@ -22,6 +22,7 @@ __all__ = [
     "InvalidKeyError",
     "InvalidValueError",
     "KeyNotFoundError",
+    "MergeError",
     "NotAStoreError",
     "PathNotFoundError",
     "ReadOnlyStorageError",
@@ -280,3 +281,11 @@ class ExperimentExistsError(HoldallError, FileExistsError):
         super().__init__(message)
         self.name = name
         self.id_experiment = id_experiment
+
+
+class MergeError(HoldallError, RuntimeError):
+    """A merge stopped: an input failed with ``stop_on_error=True``, or no input could be merged."""
+
+    def __init__(self, message: str, *, errors: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.errors = dict(errors or {})

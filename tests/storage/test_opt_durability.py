@@ -285,5 +285,7 @@ def test_a_killed_compress_leaves_no_temporary_archive_after_the_next_open(tmp_p
     assert any(p.suffix == ".tmp" for p in leftovers), "the dead writer left its temporary archive"
     with OptStorage(path) as store:
         assert store.get_keys() == []
-    assert not [p for p in path.rglob(".holdall*")], "the next writer removed what the dead one left"
+    assert not [p for p in path.rglob(".holdall*")], (
+        "the next writer removed what the dead one left"
+    )
     assert not os.path.exists(str(path) + ".data")

