@@ -111,7 +111,7 @@ def test_progress_bar_on_a_terminal_only(
             drawn += chunk
     finally:
         os.close(leader)
-    assert b"merge [" in drawn
+    assert b"merge:" in drawn
     assert b"2/2" in drawn
     assert b"merged 2 of 2 inputs" in done.stdout
 

@@ -73,12 +73,16 @@ def progress(
         yield from items
         return
     if is_terminal:
-        # A terminal that reports no width (a bare pseudo-terminal) gets a bar 80 wide.
+        # A terminal that reports no size (a bare pseudo-terminal) counts as 80x24: tqdm hides
+        # a bar below the last row, and a 0-row terminal has none.
         try:
-            width = os.get_terminal_size(stream.fileno()).columns or 80
+            size = os.get_terminal_size(stream.fileno())
+            width, height = size.columns or 80, size.lines or 24
         except (OSError, ValueError):
-            width = 80
-        bar = tqdm(items, total=total, desc=label, file=stream, leave=True, ncols=width)
+            width, height = 80, 24
+        bar = tqdm(
+            items, total=total, desc=label, file=stream, leave=True, ncols=width, nrows=height
+        )
     else:
         lines = _Lines(stream)
         bar = tqdm(
