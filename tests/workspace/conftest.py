@@ -17,6 +17,8 @@ from tests.workspace.ws_models import Ridge, Scaler
 
 REPO = Path(__file__).resolve().parents[2]
 WORKERS = Path(__file__).with_name("ws_workers.py")
+WORKER_PATH = os.pathsep.join([str(REPO / "src"), str(REPO)])
+"""A worker imports this checkout's holdall (not whichever one is installed) and the tests."""
 
 
 def prediction_fields(pipeline_id: str, chain_id: str | None, **overrides: Any) -> dict[str, Any]:
@@ -86,7 +88,7 @@ def run_worker(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[s
     """Run ws_workers.py in a fresh interpreter (a real second process) and wait for it."""
     return subprocess.run(
         [sys.executable, str(WORKERS), *args], capture_output=True, text=True, timeout=timeout,
-        env={**os.environ, "PYTHONPATH": str(REPO)}, check=False,
+        env={**os.environ, "PYTHONPATH": WORKER_PATH}, check=False,
     )  # fmt: skip
 
 
@@ -94,5 +96,5 @@ def start_worker(*args: str) -> subprocess.Popen[str]:
     """Start ws_workers.py in a fresh interpreter without waiting."""
     return subprocess.Popen(
         [sys.executable, str(WORKERS), *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        text=True, env={**os.environ, "PYTHONPATH": str(REPO)},
+        text=True, env={**os.environ, "PYTHONPATH": WORKER_PATH},
     )  # fmt: skip

@@ -60,10 +60,17 @@ def test_shared_store_hands_over_to_another_process(tmp_path: Path) -> None:
 def test_hand_over_commits_the_buffer_first(tmp_path: Path) -> None:
     _run_id, pipeline_id = _setup(tmp_path)
     with WorkspaceStore(tmp_path, flush_every=1000, flush_interval=3600) as store:
-        store.save_prediction(**prediction_fields(pipeline_id, None))  # buffered, not yet committed
+        paired = store.save_prediction(**prediction_fields(pipeline_id, None))  # buffered
+        store.save_prediction_arrays(paired, np.zeros(4), np.zeros(4))
+        # The last prediction awaits its arrays: a hand-over keeps it back, so the pair
+        # always commits together.
+        store.save_prediction(**prediction_fields(pipeline_id, None))
         result = run_worker("count", str(tmp_path))
         assert result.returncode == 0, result.stderr
         assert result.stdout.split() == ["1"]
+        store.flush()  # an explicit flush commits everything
+        result = run_worker("count", str(tmp_path))
+        assert result.stdout.split() == ["2"]
 
 
 def test_exclusive_holder_makes_others_wait_then_fail(tmp_path: Path) -> None:

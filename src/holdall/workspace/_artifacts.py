@@ -14,6 +14,8 @@ import contextlib
 import io
 import os
 import pickle
+import re
+import stat
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal, get_args
@@ -23,14 +25,28 @@ import numpy as np
 from holdall._core.atomic import atomic_write_bytes
 from holdall._core.hashing import sha256_bytes
 from holdall._core.optional import import_optional
-from holdall.errors import IntegrityError, InvalidValueError, UnsupportedTypeError
+from holdall.errors import (
+    CorruptedFileError,
+    IntegrityError,
+    InvalidValueError,
+    UnsafePathError,
+    UnsupportedTypeError,
+    UntrustedArtifactError,
+)
 from holdall.workspace._replay_core import deserialize_bytes
+from holdall.workspace._signing import key_path, signature_ok
 
-__all__ = ["ArtifactFiles", "ArtifactFormat", "deserialize", "serialize"]
+__all__ = ["ArtifactFiles", "ArtifactFormat", "check_trusted", "deserialize", "serialize"]
 
 ArtifactFormat = Literal["joblib", "cloudpickle", "npy"]
 FORMATS: tuple[str, ...] = get_args(ArtifactFormat)
 EXTENSIONS = {"joblib": "joblib", "cloudpickle": "pkl", "npy": "npy"}
+
+_OWN_NAME = re.compile(
+    r"(?P<fan>[0-9a-f]{2})/(?:\.)?(?P<hash>[0-9a-f]{64})\.(?:joblib|pkl|npy)(?:\.[^/]+\.tmp)?"
+)
+"""What holdall writes below ``artifacts/``: ``ab/<sha256>.<ext>`` and, while it writes one,
+the temporary ``ab/.<sha256>.<ext>.<random>.tmp`` beside it. Nothing else is ever removed."""
 
 
 def parse_format(value: object) -> ArtifactFormat:
@@ -78,6 +94,21 @@ def deserialize(data: bytes, fmt: ArtifactFormat) -> Any:
     return deserialize_bytes(data, fmt)
 
 
+def check_trusted(signature: object, digest: str, fmt: str, *, what: str, path: str) -> None:
+    """Raise `UntrustedArtifactError` unless `signature` is this user's for the content."""
+    if signature_ok(signature, digest, fmt):
+        return
+    state = "is not signed" if signature is None else "is signed by another key"
+    raise UntrustedArtifactError(
+        f"{what} ({path}) {state}: it was not written by a workspace of this user (signing key "
+        f"{key_path()}), and loading it ({fmt}) would unpickle it, which runs code. Pass "
+        "trust=True only if you trust whoever wrote it; re-saving it signs it. Store arrays as "
+        "'npy' (no pickle) to need no trust.",
+        key=digest,
+        path=path,
+    )
+
+
 def verify(data: bytes, expected_sha256: str, *, where: str) -> None:
     """Raise `IntegrityError` when `data` does not hash to `expected_sha256`."""
     got = sha256_bytes(data)
@@ -103,6 +134,24 @@ class ArtifactFiles:
     def __init__(self, root: Path) -> None:
         self.root = root
         root.mkdir(parents=True, exist_ok=True)
+        self._check_real_folder(root)
+
+    @staticmethod
+    def _check_real_folder(folder: Path) -> None:
+        if folder.is_symlink() or not folder.is_dir():
+            raise UnsafePathError(
+                f"{folder} is a symbolic link or not a folder; holdall keeps artifacts only in a "
+                "real folder inside the workspace (it never writes or deletes through a link)",
+                path=str(folder),
+            )
+
+    @staticmethod
+    def is_own(relative: object) -> bool:
+        """True for a relative path holdall itself would have written (address or temporary)."""
+        if not isinstance(relative, str):
+            return False
+        match = _OWN_NAME.fullmatch(relative)
+        return match is not None and match["hash"].startswith(match["fan"])
 
     @staticmethod
     def relative_path(content_hash: str, fmt: ArtifactFormat) -> str:
@@ -113,24 +162,60 @@ class ArtifactFiles:
         """The file for a stored relative path."""
         return self.root.joinpath(*relative.split("/"))
 
+    def has_complete(self, relative: str, size: int) -> bool:
+        """True when a regular file of `size` bytes is at `relative` (no link followed)."""
+        try:
+            info = self.absolute(relative).lstat()
+        except FileNotFoundError:
+            return False
+        return stat.S_ISREG(info.st_mode) and info.st_size == size
+
     def write(self, relative: str, data: bytes | memoryview) -> None:
-        """Place `data` at `relative` atomically, unless a complete copy is already there."""
-        target = self.absolute(relative)
-        if target.exists() and target.stat().st_size == len(data):
+        """Place `data` at `relative` atomically, unless a complete copy is already there.
+
+        Anything else at that name (a truncated file, a planted link) is replaced.
+        """
+        if self.has_complete(relative, len(data)):
             return
+        target = self.absolute(relative)
+        self._check_real_folder(self.root)
+        if target.parent.is_symlink():
+            raise UnsafePathError(
+                f"{target.parent} is a symbolic link; holdall never writes an artifact through "
+                "a link (remove it and save again)",
+                path=str(target.parent),
+            )
         atomic_write_bytes(target, data)
 
     def read_verified(self, relative: str, content_hash: str) -> bytes:
         """Read a file and check its SHA-256 (`IntegrityError` on mismatch)."""
         path = self.absolute(relative)
-        data = path.read_bytes()
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError as err:
+            raise CorruptedFileError(
+                f"artifact file {path} is missing though the workspace records it (a crash or a "
+                "manual delete removed it); saving the same object again restores it",
+                path=str(path),
+            ) from err
         verify(data, content_hash, where=str(path))
         return data
 
     def remove(self, relative: str) -> bool:
-        """Delete one file; False when it was already gone."""
+        """Delete one file holdall wrote; False when it was gone or is not holdall's to delete.
+
+        A path from a tampered row (``../x``, absolute, another name) or one that passes
+        through a symbolic link (the root, the fan-out folder, the file itself) is left alone.
+        """
+        if not self.is_own(relative):
+            return False
         path = self.absolute(relative)
+        for part in (self.root, path.parent, path):
+            if part.is_symlink():
+                return False
         try:
+            if not stat.S_ISREG(path.lstat().st_mode):
+                return False
             path.unlink()
         except FileNotFoundError:
             return False
@@ -139,8 +224,16 @@ class ArtifactFiles:
         return True
 
     def files(self) -> Iterator[str]:
-        """Every file below the root as a ``/``-separated relative path (temporaries included)."""
-        for folder, _dirs, names in os.walk(self.root):
-            prefix = os.path.relpath(folder, self.root)
-            for name in names:
-                yield name if prefix == "." else f"{prefix}/{name}".replace(os.sep, "/")
+        """Every file holdall wrote below the root (`is_own`), temporaries included.
+
+        Links are neither followed nor listed; files of other names are not listed.
+        """
+        if self.root.is_symlink() or not self.root.is_dir():
+            return
+        for fan in os.scandir(self.root):
+            if not fan.is_dir(follow_symlinks=False):
+                continue
+            for entry in os.scandir(fan.path):
+                relative = f"{fan.name}/{entry.name}"
+                if entry.is_file(follow_symlinks=False) and self.is_own(relative):
+                    yield relative

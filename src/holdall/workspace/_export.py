@@ -87,16 +87,17 @@ def _chain_manifest(store: WorkspaceStore, chain_id: str) -> tuple[dict[str, Any
     from holdall.workspace._tables import chain_artifact_ids
 
     files: dict[str, Path] = {}
-    entries: dict[str, dict[str, str]] = {}
+    entries: dict[str, dict[str, str | None]] = {}
     for artifact_id in sorted(chain_artifact_ids(chain["steps"], chain["fold_artifacts"] or {},
                                                   chain["shared_artifacts"] or {})):  # fmt: skip
-        relative, _digest, fmt = store._artifact_location(artifact_id)
+        relative, _digest, fmt, signature = store._artifact_location(artifact_id)
         path = store.get_artifact_path(artifact_id)
         files[artifact_id] = path
         entries[artifact_id] = {
             "path": f"artifacts/{relative.rsplit('/', 1)[-1]}",
             "format": fmt,
             "sha256": artifact_id,
+            "signature": signature,
         }
     manifest = {
         "format": BUNDLE_FORMAT,

@@ -18,13 +18,19 @@ from holdall.errors import SchemaVersionError
 
 __all__ = ["MIGRATIONS", "SCHEMA_VERSION", "TABLES", "ensure_schema", "migrate", "read_version"]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 """Version of the schema this holdall writes. Bump it, and add a `MIGRATIONS` step, on change."""
 
 TABLES = ("runs", "pipelines", "chains", "predictions", "prediction_arrays", "artifacts", "logs")
 """The seven tables of the seed, in dependency order (parents first)."""
 
-MIGRATIONS: dict[int, Callable[[duckdb.DuckDBPyConnection], None]] = {}
+
+def _add_signatures(conn: duckdb.DuckDBPyConnection) -> None:
+    """Version 1 -> 2: artifacts gain a ``signature`` column (NULL: unsigned, needs trust)."""
+    conn.execute("ALTER TABLE artifacts ADD COLUMN signature VARCHAR")
+
+
+MIGRATIONS: dict[int, Callable[[duckdb.DuckDBPyConnection], None]] = {1: _add_signatures}
 """``{from_version: step}``: each step upgrades a file from `from_version` to the next one."""
 
 _DDL = """
@@ -65,7 +71,7 @@ CREATE TABLE artifacts (
     artifact_id VARCHAR PRIMARY KEY, artifact_path VARCHAR NOT NULL,
     content_hash VARCHAR NOT NULL, operator_class VARCHAR, artifact_type VARCHAR,
     format VARCHAR NOT NULL, size_bytes BIGINT NOT NULL, ref_count INTEGER NOT NULL,
-    created_at TIMESTAMP NOT NULL
+    created_at TIMESTAMP NOT NULL, signature VARCHAR
 );
 CREATE TABLE logs (
     log_id VARCHAR NOT NULL, pipeline_id VARCHAR NOT NULL, step_idx INTEGER NOT NULL,

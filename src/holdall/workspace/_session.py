@@ -20,7 +20,7 @@ from pathlib import Path
 import duckdb
 
 from holdall._core.locks import InterProcessLock, WaiterSignal
-from holdall.errors import ClosedStorageError, CorruptedFileError, ReadOnlyStorageError
+from holdall.errors import ClosedWorkspaceError, CorruptedFileError, ReadOnlyStorageError
 from holdall.workspace._schema import ensure_schema
 
 __all__ = ["Session"]
@@ -99,15 +99,15 @@ class Session:
         return self._closed
 
     def check_open(self) -> None:
-        """Raise `ClosedStorageError` after `close`."""
+        """Raise `ClosedWorkspaceError` (a `ValueError` and a `RuntimeError`) after `close`."""
         if self._closed:
-            raise ClosedStorageError(
+            raise ClosedWorkspaceError(
                 f"workspace {self.db_path.parent} is closed; open a new WorkspaceStore",
                 path=str(self.db_path.parent),
             )
 
     def check_writable(self) -> None:
-        """Raise `ClosedStorageError` after `close`, `ReadOnlyStorageError` when read-only."""
+        """Raise `ClosedWorkspaceError` after `close`, `ReadOnlyStorageError` when read-only."""
         self.check_open()
         if self.read_only:
             raise ReadOnlyStorageError(

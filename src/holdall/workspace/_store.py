@@ -27,8 +27,14 @@ import pyarrow as pa
 from holdall._core.closing import Closing
 from holdall._core.hashing import sha256_bytes
 from holdall.errors import CorruptedFileError, InvalidValueError, KeyNotFoundError
-from holdall.workspace import _export, _records
-from holdall.workspace._artifacts import ArtifactFiles, deserialize, parse_format, serialize
+from holdall.workspace import _export, _records, _signing
+from holdall.workspace._artifacts import (
+    ArtifactFiles,
+    check_trusted,
+    deserialize,
+    parse_format,
+    serialize,
+)
 from holdall.workspace._columns import prediction_batch
 from holdall.workspace._queries import prediction_query
 from holdall.workspace._reads import WorkspaceReads
@@ -171,7 +177,7 @@ class WorkspaceStore(Closing, WorkspaceReads):
             read_only=read_only,
             exclusive=exclusive,
             lock_timeout_s=float(lock_timeout),
-            before_release=self._commit_buffer,
+            before_release=self._commit_paired,
             flush_interval_s=float(flush_interval),
         )
         _OPEN_STORES.add(self)
@@ -255,18 +261,38 @@ class WorkspaceStore(Closing, WorkspaceReads):
                 self._restore_buffer(pending)
                 raise
 
-    def _take_buffer(self) -> Buffer:
+    def _take_buffer(self, *, hold_unpaired: bool = False) -> Buffer:
+        """Everything buffered; with `hold_unpaired`, all but a last prediction with no arrays.
+
+        Automatic commits (the watcher's timer, a hand-over, the size trigger) hold that
+        prediction back until its arrays arrive, so a crash between `save_prediction` and
+        `save_prediction_arrays` never leaves a committed prediction without its arrays.
+        """
         pending, self._buffer = self._buffer, Buffer()
+        if hold_unpaired and pending.predictions:
+            last = pending.predictions[-1][0]
+            if last not in pending.arrays:
+                self._buffer.predictions.append(pending.predictions.pop())
+                self._buffer.n_samples[last] = pending.n_samples.pop(last)
         return pending
 
     def _restore_buffer(self, pending: Buffer) -> None:
         newer, self._buffer = self._buffer, pending
         self._buffer.merge(newer)
 
-    def _commit_buffer(self, conn: duckdb.DuckDBPyConnection) -> None:
+    def _commit_paired(self, conn: duckdb.DuckDBPyConnection) -> None:
+        """The automatic commit: what is buffered, but a prediction still awaiting arrays."""
+        self._commit_buffer(conn, hold_unpaired=True)
+
+    def _commit_buffer(
+        self, conn: duckdb.DuckDBPyConnection, *, hold_unpaired: bool = False
+    ) -> None:
         if self.read_only or not len(self._buffer):
             return
-        pending = self._take_buffer()
+        pending = self._take_buffer(hold_unpaired=hold_unpaired)
+        if not len(pending):
+            self._restore_buffer(pending)
+            return
         try:
             conn.execute("BEGIN TRANSACTION")
             try:
@@ -281,7 +307,9 @@ class WorkspaceStore(Closing, WorkspaceReads):
 
     def _maybe_flush(self) -> None:
         if len(self._buffer) >= self._flush_every or self._buffer.array_bytes >= _BUFFER_BYTES:
-            self.flush()
+            self._session.check_open()
+            with self._session.connection() as conn:
+                self._commit_paired(conn)
 
     def _require(
         self, conn: duckdb.DuckDBPyConnection, table: str, column: str, value: object
@@ -714,25 +742,30 @@ class WorkspaceStore(Closing, WorkspaceReads):
         data = serialize(obj, fmt)
         digest = sha256_bytes(data)
         relative = ArtifactFiles.relative_path(digest, fmt)
+        signature = _signing.sign(digest, fmt)
         with self._write() as conn:
             bumped = conn.execute(
-                "UPDATE artifacts SET ref_count = ref_count + 1 WHERE artifact_id = ? RETURNING 1",
-                [digest],
+                "UPDATE artifacts SET ref_count = ref_count + 1, artifact_path = ?, signature = ? "
+                "WHERE artifact_id = ? RETURNING 1",
+                [relative, signature, digest],
             ).fetchall()
+            # Written (or repaired: a crash or a hand removed it) before the row commits. The
+            # caller produced these very bytes, so signing a row found unsigned is right too.
+            self._files.write(relative, data)
             if not bumped:
-                self._files.write(relative, data)
                 conn.execute(
-                    "INSERT INTO artifacts VALUES (?, ?, ?, ?, ?, ?, ?, 1, ?)",
+                    "INSERT INTO artifacts VALUES (?, ?, ?, ?, ?, ?, ?, 1, ?, ?)",
                     [digest, relative, digest,
                      _records.parse_text(operator_class, what="operator_class", optional=True),
                      _records.parse_text(artifact_type, what="artifact_type", optional=True),
-                     fmt, len(data), _records.utc_now()],
+                     fmt, len(data), _records.utc_now(), signature],
                 )  # fmt: skip
         return digest
 
-    def _artifact_location(self, artifact_id: str) -> tuple[str, str, ArtifactFormat]:
+    def _artifact_location(self, artifact_id: str) -> tuple[str, str, ArtifactFormat, str | None]:
         row = self._fetch_dict(
-            "SELECT artifact_path, content_hash, format FROM artifacts WHERE artifact_id = ?",
+            "SELECT artifact_path, content_hash, format, signature FROM artifacts "
+            "WHERE artifact_id = ?",
             [artifact_id],
         )
         if row is None:
@@ -745,12 +778,33 @@ class WorkspaceStore(Closing, WorkspaceReads):
                 f"artifact {artifact_id!r} points to {row['artifact_path']!r}, outside its content "
                 f"address; refusing to load it", path=str(self._root / "store.duckdb"),
             )  # fmt: skip
-        return row["artifact_path"], row["content_hash"], fmt
+        return row["artifact_path"], row["content_hash"], fmt, row["signature"]
 
-    def load_artifact(self, artifact_id: str) -> Any:
-        """Load an artifact, checking its SHA-256 first (`IntegrityError` on mismatch)."""
+    def artifact_is_signed(self, artifact_id: str) -> bool:
+        """True when the artifact was written by a workspace holding this user's signing key.
+
+        Only those load without ``trust=True`` when their format unpickles (joblib,
+        cloudpickle); ``npy`` artifacts never need trust. Unknown id raises `KeyNotFoundError`.
+        """
+        _relative, digest, fmt, signature = self._artifact_location(artifact_id)
+        return _signing.signature_ok(signature, digest, fmt)
+
+    def load_artifact(self, artifact_id: str, *, trust: bool = False) -> Any:
+        """Load an artifact, checking its SHA-256 first (`IntegrityError` on mismatch).
+
+        joblib and cloudpickle artifacts are unpickled, which runs code: they load only when
+        signed by this user's key (saved by this user's holdall) or when `trust` is True.
+
+        Raises
+        ------
+        UntrustedArtifactError
+            For an unsigned or foreign pickle without ``trust=True``.
+        """
         with self._session.connection():  # hold the lock: no gc can remove the file meanwhile
-            relative, digest, fmt = self._artifact_location(artifact_id)
+            relative, digest, fmt, signature = self._artifact_location(artifact_id)
+            if not trust and fmt in _signing.PICKLE_FORMATS:
+                check_trusted(signature, digest, fmt, what=f"artifact {artifact_id!r}",
+                              path=str(self._files.absolute(relative)))  # fmt: skip
             data = self._files.read_verified(relative, digest)
         return deserialize(data, fmt)
 
@@ -822,12 +876,20 @@ class WorkspaceStore(Closing, WorkspaceReads):
             return _export.write_parquet(batches, Path(output_path))
 
     def replay_chain(
-        self, chain_id: str, X: np.ndarray, wavelengths: np.ndarray | None = None
+        self,
+        chain_id: str,
+        X: np.ndarray,
+        wavelengths: np.ndarray | None = None,
+        *,
+        trust: bool = False,
     ) -> np.ndarray:
-        """Apply a stored chain to new `X`: transforms in order, then the fold models' mean."""
+        """Apply a stored chain to new `X`: transforms in order, then the fold models' mean.
+
+        With `trust`, pickled artifacts another user's key signed (or none did) load too.
+        """
         from holdall.workspace._replay import replay_chain
 
-        return replay_chain(self, chain_id, X, wavelengths)
+        return replay_chain(self, chain_id, X, wavelengths, trust=trust)
 
     # ------------------------------------------------------------------ deletion and cleanup
 
@@ -856,13 +918,14 @@ class WorkspaceStore(Closing, WorkspaceReads):
         return deleted
 
     def delete_prediction(self, prediction_id: str) -> bool:
-        """Delete one prediction and its arrays; unknown id raises `KeyNotFoundError`."""
+        """Delete one prediction and its arrays; False when no prediction has this id."""
         self._session.check_writable()
         with self._write() as conn:
-            self._require(conn, "predictions", "prediction_id", prediction_id)
             conn.execute("DELETE FROM prediction_arrays WHERE prediction_id = ?", [prediction_id])
-            conn.execute("DELETE FROM predictions WHERE prediction_id = ?", [prediction_id])
-        return True
+            deleted = count(
+                conn.execute("DELETE FROM predictions WHERE prediction_id = ?", [prediction_id])
+            )
+        return deleted > 0
 
     def gc_artifacts(self) -> int:
         """Remove unreferenced artifacts; return how many files were removed.
@@ -872,18 +935,23 @@ class WorkspaceStore(Closing, WorkspaceReads):
         killed writers. Runs under the write lock, so no writer is mid-way.
         """
         self._session.check_writable()
-        with self._write() as conn:
-            conn.execute(
-                "UPDATE artifacts SET ref_count = r.n FROM (SELECT a, count(*) AS n FROM "
-                "(SELECT unnest(artifact_ids) AS a FROM chains) GROUP BY a) r "
-                "WHERE artifacts.artifact_id = r.a AND artifacts.ref_count < r.n"
-            )
-            conn.execute("DELETE FROM artifacts WHERE ref_count <= 0")
-            live = {r[0] for r in conn.execute("SELECT artifact_path FROM artifacts").fetchall()}
-            removed = sum(
+        # Rows go first, in a committed transaction; files after, still inside the lease (no
+        # other process can save meanwhile). A crash in between leaves files without rows,
+        # which the next collection removes, never rows without files.
+        with self._session.connection():
+            with self._write() as conn:
+                conn.execute(
+                    "UPDATE artifacts SET ref_count = r.n FROM (SELECT a, count(*) AS n FROM "
+                    "(SELECT unnest(artifact_ids) AS a FROM chains) GROUP BY a) r "
+                    "WHERE artifacts.artifact_id = r.a AND artifacts.ref_count < r.n"
+                )
+                conn.execute("DELETE FROM artifacts WHERE ref_count <= 0")
+                live = {
+                    r[0] for r in conn.execute("SELECT artifact_path FROM artifacts").fetchall()
+                }
+            return sum(
                 self._files.remove(rel) for rel in list(self._files.files()) if rel not in live
             )
-        return removed
 
     def vacuum(self) -> None:
         """Shrink ``store.duckdb``: copy the live data into a fresh file and swap it in atomically.
