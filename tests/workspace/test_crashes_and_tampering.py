@@ -276,6 +276,9 @@ def test_migrated_workspace_artifacts_are_unsigned_until_saved_again(tmp_path: P
         trained = Trained(store)
     conn = duckdb.connect(str(tmp_path / "store.duckdb"))  # make it a version 1 file
     conn.execute("ALTER TABLE artifacts DROP COLUMN signature")
+    conn.execute("DROP INDEX idx_predictions_pipeline")  # DuckDB drops no indexed table's column
+    conn.execute("ALTER TABLE predictions DROP COLUMN refit_context")
+    conn.execute("CREATE INDEX idx_predictions_pipeline ON predictions(pipeline_id)")
     conn.execute("UPDATE holdall_schema SET version = 1")
     conn.close()
     assert WorkspaceStore.migrate(tmp_path) == 1

@@ -126,9 +126,11 @@ def test_pipeline_config_and_run_exports(
 def test_parquet_export_uses_query_filters(
     store: WorkspaceStore, trained: Trained, tmp_path: Path
 ) -> None:
-    for fold in ("0", "1", "1"):
+    for i, fold in enumerate(("0", "1", "1")):
         store.save_prediction(
-            **prediction_fields(trained.pipeline_id, trained.chain_id, fold_id=fold)
+            **prediction_fields(
+                trained.pipeline_id, trained.chain_id, fold_id=fold, model_name=f"m{i}"
+            )
         )
     path = store.export_predictions_parquet(tmp_path / "preds", fold_id="1", run_id=trained.run_id)
     assert path.suffix == ".parquet"

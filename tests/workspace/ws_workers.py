@@ -20,7 +20,7 @@ from holdall.workspace import WorkspaceStore, replay_chain
 def _fields(pipeline_id: str, i: int, tag: str) -> dict[str, object]:
     return {
         "pipeline_id": pipeline_id, "chain_id": None, "dataset_name": "wheat", "model_name": tag,
-        "model_class": "Ridge", "fold_id": str(i % 5), "partition": "val", "val_score": float(i),
+        "model_class": "Ridge", "fold_id": str(i), "partition": "val", "val_score": float(i),
         "test_score": None, "train_score": None, "metric": "rmse", "task_type": "regression",
         "n_samples": 8, "n_features": 2, "scores": {}, "best_params": {}, "branch_id": None,
         "branch_name": None, "exclusion_count": 0, "exclusion_rate": 0.0,

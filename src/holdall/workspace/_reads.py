@@ -319,11 +319,17 @@ class WorkspaceReads:
         )
 
     def get_run_log_summary(self, run_id: str) -> pl.DataFrame:
-        """Log entries of a run aggregated per pipeline and level (count, total duration)."""
+        """Log entries of a run aggregated per pipeline and level (count, total duration).
+
+        A pipeline that logged nothing has one row too, with ``level`` null and
+        ``n_entries`` 0 (a dashboard lists every pipeline of the run).
+        """
         return self._fetch_pl(
-            "SELECT l.pipeline_id, pl.name AS pipeline_name, l.level, count(*) AS n_entries, "
+            "SELECT pl.pipeline_id, pl.name AS pipeline_name, pl.status AS pipeline_status, "
+            "l.level, count(l.log_id) AS n_entries, "
             "sum(l.duration_ms)::BIGINT AS total_duration_ms, min(l.created_at) AS first_at, "
-            "max(l.created_at) AS last_at FROM logs l JOIN pipelines pl USING (pipeline_id) "
-            "WHERE pl.run_id = ? GROUP BY ALL ORDER BY first_at, l.level",
+            "max(l.created_at) AS last_at FROM pipelines pl LEFT JOIN logs l USING (pipeline_id) "
+            "WHERE pl.run_id = ? GROUP BY pl.pipeline_id, pl.name, pl.status, pl.created_at, "
+            "l.level ORDER BY pl.created_at, pl.pipeline_id, first_at, l.level",
             [run_id],
         )

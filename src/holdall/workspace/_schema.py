@@ -25,12 +25,14 @@ TABLES = ("runs", "pipelines", "chains", "predictions", "prediction_arrays", "ar
 """The seven tables of the seed, in dependency order (parents first)."""
 
 
-def _add_signatures(conn: duckdb.DuckDBPyConnection) -> None:
-    """Version 1 -> 2: artifacts gain a ``signature`` column (NULL: unsigned, needs trust)."""
+def _to_version_2(conn: duckdb.DuckDBPyConnection) -> None:
+    """Version 1 -> 2: artifacts gain ``signature`` (NULL: unsigned, loading needs trust),
+    predictions gain nirs4all's ``refit_context`` (NULL: a cross-validation entry)."""
     conn.execute("ALTER TABLE artifacts ADD COLUMN signature VARCHAR")
+    conn.execute("ALTER TABLE predictions ADD COLUMN refit_context VARCHAR")
 
 
-MIGRATIONS: dict[int, Callable[[duckdb.DuckDBPyConnection], None]] = {1: _add_signatures}
+MIGRATIONS: dict[int, Callable[[duckdb.DuckDBPyConnection], None]] = {1: _to_version_2}
 """``{from_version: step}``: each step upgrades a file from `from_version` to the next one."""
 
 _DDL = """
@@ -61,7 +63,7 @@ CREATE TABLE predictions (
     n_samples INTEGER NOT NULL, n_features INTEGER NOT NULL, scores JSON, best_params JSON,
     preprocessings VARCHAR, branch_id INTEGER, branch_name VARCHAR,
     exclusion_count INTEGER NOT NULL, exclusion_rate DOUBLE NOT NULL,
-    created_at TIMESTAMP NOT NULL
+    created_at TIMESTAMP NOT NULL, refit_context VARCHAR
 );
 CREATE TABLE prediction_arrays (
     prediction_id VARCHAR PRIMARY KEY, y_true DOUBLE[], y_pred DOUBLE[], y_proba DOUBLE[],

@@ -15,7 +15,6 @@ import contextlib
 import os
 import weakref
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -36,6 +35,7 @@ from holdall.workspace._artifacts import (
     serialize,
 )
 from holdall.workspace._columns import prediction_batch
+from holdall.workspace._known import KnownParents, NaturalKey, NaturalKeys, natural_key
 from holdall.workspace._queries import prediction_query
 from holdall.workspace._reads import WorkspaceReads
 from holdall.workspace._schema import migrate as _migrate_schema
@@ -68,50 +68,6 @@ def _close_open_stores() -> None:
     for store in list(_OPEN_STORES):
         with contextlib.suppress(Exception):
             store.close()
-
-
-@dataclass
-class KnownParents:
-    """Pipelines and chains (with their pipeline) seen to exist during one lease.
-
-    One-at-a-time saves check a record's parents against this instead of the database. It
-    is only trusted during the lease it was learnt in (`Session.lease`): once the lease is
-    handed back, another process may have deleted anything, so it starts over.
-    """
-
-    lease: int = -1
-    pipelines: set[str] = field(default_factory=set)
-    chains: dict[str, str] = field(default_factory=dict)
-
-    def valid_for(self, lease: int) -> KnownParents:
-        """This record, emptied first when it was learnt during another lease."""
-        if lease != self.lease:
-            self.forget()
-            self.lease = lease
-        return self
-
-    def forget(self) -> None:
-        """Drop everything (after a delete, or when the lease changed)."""
-        self.pipelines.clear()
-        self.chains.clear()
-
-    def knows(self, lease: int, pipeline_id: object, chain_id: object) -> bool:
-        """True when the pair is known to be valid during `lease`."""
-        return (
-            lease == self.lease
-            and pipeline_id in self.pipelines
-            and (
-                chain_id is None
-                or (isinstance(chain_id, str) and self.chains.get(chain_id) == pipeline_id)
-            )
-        )
-
-    def remember(self, lease: int, pipeline_id: str, chain_id: str | None = None) -> None:
-        """Record a pipeline (and chain) just written during `lease`."""
-        known = self.valid_for(lease)
-        known.pipelines.add(pipeline_id)
-        if chain_id is not None:
-            known.chains[chain_id] = pipeline_id
 
 
 class WorkspaceStore(Closing, WorkspaceReads):
@@ -172,6 +128,7 @@ class WorkspaceStore(Closing, WorkspaceReads):
         self._flush_every = int(flush_every)
         self._buffer = Buffer()
         self._parents = KnownParents()
+        self._keys = NaturalKeys()
         self._session = Session(
             self._root / "store.duckdb",
             read_only=read_only,
@@ -471,6 +428,7 @@ class WorkspaceStore(Closing, WorkspaceReads):
                 [_records.utc_now(), message, pipeline_id],
             )
         self._parents.forget()
+        self._keys.forget()
 
     # ------------------------------------------------------------------ chains
 
@@ -605,14 +563,25 @@ class WorkspaceStore(Closing, WorkspaceReads):
         exclusion_count: int,
         exclusion_rate: float,
         preprocessings: str = "",
+        prediction_id: str | None = None,
+        refit_context: str | None = None,
     ) -> str:
         """Record one prediction and return its id (a UUID string).
+
+        As in nirs4all 0.7.1, a prediction with the same pipeline, chain, fold, partition,
+        model name and branch as a stored one *replaces* it (its arrays are dropped too)
+        and keeps its id. Otherwise the id is `prediction_id` when given (replacing any
+        prediction of that id), else a new UUID. ``chain_id=""`` means no chain (what
+        nirs4all passes). `refit_context` is nirs4all's label for refit entries.
 
         The record is buffered (see the class Notes for when it is acknowledged); it is
         validated now, so bad input raises here: NaN or infinite scores, a name with a path
         separator, an unknown pipeline or chain id (`KeyNotFoundError`).
         """
         self._session.check_writable()
+        if chain_id == "":
+            chain_id = None  # type: ignore[assignment]
+        chosen = _records.parse_text(prediction_id, what="prediction_id", optional=True)
         values = _records.prediction_values(
             (
                 pipeline_id,
@@ -636,18 +605,45 @@ class WorkspaceStore(Closing, WorkspaceReads):
                 branch_name,
                 exclusion_count,
                 exclusion_rate,
+                refit_context,
             )
         )  # fmt: skip  (the order of _records.PREDICTION_FIELDS)
         if not self._parents.knows(self._session.lease, values[0], values[1]):
             with self._session.connection() as conn:
                 self._check_parents(conn, {(values[0], values[1])})
-        prediction_id = _records.new_id()
+        key = natural_key(values[1], values[5], values[6], values[3], values[17])
         with self._session.mutex:
             self._session.check_open()
-            self._buffer.predictions.append((prediction_id, *values, _records.utc_now_us()))
-            self._buffer.n_samples[prediction_id] = values[12]
+            keys = self._keys_of(values[0])
+            found = keys.get(key)
+            new_id = found or chosen or _records.new_id()
+            if found or chosen:
+                self._buffer.replaces.add(new_id)
+                self._buffer.arrays.pop(new_id, None)  # replaced: its old arrays go too
+            keys[key] = new_id
+            self._buffer.predictions.append((new_id, *values, _records.utc_now_us()))
+            self._buffer.n_samples[new_id] = values[12]
         self._maybe_flush()
-        return prediction_id
+        return new_id
+
+    def _keys_of(self, pipeline_id: str) -> dict[NaturalKey, str]:
+        """``{natural key: prediction id}`` of a pipeline, committed and buffered (lease-cached)."""
+        keys = self._keys.cached(self._session.lease, pipeline_id)
+        if keys is not None:
+            return keys
+        with self._session.connection() as conn:
+            rows = conn.execute(
+                "SELECT chain_id, fold_id, partition, model_name, branch_id, prediction_id "
+                "FROM predictions WHERE pipeline_id = ?",
+                [pipeline_id],
+            ).fetchall()
+            keys = self._keys.learn(
+                self._session.lease, pipeline_id, ((tuple(r[:5]), r[5]) for r in rows)
+            )
+        for row in self._buffer.predictions:  # held back or not yet committed
+            if row[1] == pipeline_id:
+                keys[natural_key(row[2], row[6], row[7], row[4], row[18])] = row[0]
+        return keys
 
     def _n_samples_of(self, prediction_id: str) -> int:
         n = self._buffer.n_samples.get(prediction_id)
@@ -726,6 +722,7 @@ class WorkspaceStore(Closing, WorkspaceReads):
                 ),
             )
             insert_new_predictions(conn, batch.predictions, batch.arrays)
+            self._keys.forget()  # the new rows' keys are not in the cache
         return batch.ids
 
     # ------------------------------------------------------------------ artifacts
@@ -913,6 +910,7 @@ class WorkspaceStore(Closing, WorkspaceReads):
                 deleted += count(conn.execute("DELETE FROM pipelines WHERE run_id = ?", [run_id]))
                 deleted += count(conn.execute("DELETE FROM runs WHERE run_id = ?", [run_id]))
             self._parents.forget()
+            self._keys.forget()
             for relative in freed:
                 self._files.remove(relative)
         return deleted
@@ -925,6 +923,7 @@ class WorkspaceStore(Closing, WorkspaceReads):
             deleted = count(
                 conn.execute("DELETE FROM predictions WHERE prediction_id = ?", [prediction_id])
             )
+            self._keys.forget()
         return deleted > 0
 
     def gc_artifacts(self) -> int:
