@@ -184,8 +184,13 @@ def _plant_pickle(store: WorkspaceStore, payload: bytes) -> str:
     path = store.workspace_path / "artifacts" / relative
     path.parent.mkdir(exist_ok=True)
     path.write_bytes(payload)
-    _tamper(store, "INSERT INTO artifacts VALUES (?, ?, ?, 'x', 'model', 'cloudpickle', ?, 1, "
-            "current_timestamp, NULL)", [digest, relative, digest, len(payload)])  # fmt: skip
+    _tamper(
+        store,
+        "INSERT INTO artifacts (artifact_id, artifact_path, content_hash, operator_class, "
+        "artifact_type, format, size_bytes, ref_count, created_at) "
+        "VALUES (?, ?, ?, 'x', 'model', 'cloudpickle', ?, 1, current_timestamp)",
+        [digest, relative, digest, len(payload)],
+    )
     return digest
 
 
@@ -275,7 +280,8 @@ def test_migrated_workspace_artifacts_are_unsigned_until_saved_again(tmp_path: P
     with WorkspaceStore(tmp_path) as store:
         trained = Trained(store)
     conn = duckdb.connect(str(tmp_path / "store.duckdb"))  # make it a version 1 file
-    conn.execute("ALTER TABLE artifacts DROP COLUMN signature")
+    for column in ("signature", "chain_path_hash", "input_data_hash", "dataset_hash"):
+        conn.execute(f"ALTER TABLE artifacts DROP COLUMN {column}")
     conn.execute("DROP INDEX idx_predictions_pipeline")  # DuckDB drops no indexed table's column
     conn.execute("ALTER TABLE predictions DROP COLUMN refit_context")
     conn.execute("CREATE INDEX idx_predictions_pipeline ON predictions(pipeline_id)")

@@ -46,7 +46,56 @@ _OWN_NAME = re.compile(
     r"(?P<fan>[0-9a-f]{2})/(?:\.)?(?P<hash>[0-9a-f]{64})\.(?:joblib|pkl|npy)(?:\.[^/]+\.tmp)?"
 )
 """What holdall writes below ``artifacts/``: ``ab/<sha256>.<ext>`` and, while it writes one,
-the temporary ``ab/.<sha256>.<ext>.<random>.tmp`` beside it. Nothing else is ever removed."""
+the temporary ``ab/.<sha256>.<ext>.<random>.tmp`` beside it. Nothing else is ever listed."""
+
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+
+
+def loader_of(fmt: str) -> ArtifactFormat:
+    """How to load an artifact stored in format `fmt`, including formats other tools wrote.
+
+    nirs4all registers ``pickle`` and ``<framework>_pickle`` files (plain pickles); those
+    load like ``cloudpickle``. Framework formats (Keras, PyTorch, XGBoost files) are not
+    loaded by holdall: `UnsupportedTypeError` says where the file is.
+    """
+    if fmt in FORMATS:
+        return fmt  # type: ignore[return-value]
+    if fmt == "pickle" or fmt.endswith("_pickle"):
+        return "cloudpickle"
+    raise UnsupportedTypeError(
+        f"artifact format {fmt!r} is not one holdall loads (joblib, cloudpickle, pickle, npy); "
+        "load the file at get_artifact_path(artifact_id) with the framework that wrote it",
+        got=fmt,
+    )
+
+
+def parse_content_hash(value: object) -> str:
+    """A SHA-256 as 64 lowercase hex digits (nirs4all's ``sha256:`` prefix accepted)."""
+    text = value[7:] if isinstance(value, str) and value.startswith("sha256:") else value
+    if not isinstance(text, str) or not _SHA256.fullmatch(text):
+        raise InvalidValueError(
+            f"content_hash must be a SHA-256 (64 hex digits, optionally 'sha256:'-prefixed), "
+            f"got {value!r}",
+            key="content_hash",
+            got=value,
+        )
+    return text
+
+
+def check_relative(relative: object) -> str:
+    """A registered artifact's path: relative, inside ``artifacts/``, no ``..`` (else refused)."""
+    parts = relative.split("/") if isinstance(relative, str) else []
+    if (
+        not parts
+        or any(p in ("", ".", "..") or "\\" in p or "\0" in p for p in parts)
+        or len(parts) > 8
+    ):
+        raise UnsafePathError(
+            f"artifact path {relative!r} must be a relative path inside artifacts/ (no empty, "
+            "'.' or '..' segment, no backslash, no absolute path)",
+            path=str(relative),
+        )
+    return str(relative)
 
 
 def parse_format(value: object) -> ArtifactFormat:
@@ -202,17 +251,23 @@ class ArtifactFiles:
         return data
 
     def remove(self, relative: str) -> bool:
-        """Delete one file holdall wrote; False when it was gone or is not holdall's to delete.
+        """Delete one artifact file; False when it was gone or is not one to delete.
 
-        A path from a tampered row (``../x``, absolute, another name) or one that passes
-        through a symbolic link (the root, the fan-out folder, the file itself) is left alone.
+        Only a relative path inside the folder is removed (holdall's own names, or the path
+        an artifact was registered with), and never through a symbolic link (the root, a
+        folder on the way, the file itself): a tampered row (``../x``, an absolute path, a
+        linked folder) deletes nothing outside the workspace.
         """
-        if not self.is_own(relative):
+        try:
+            check_relative(relative)
+        except UnsafePathError:
             return False
         path = self.absolute(relative)
-        for part in (self.root, path.parent, path):
-            if part.is_symlink():
-                return False
+        parts = [self.root]
+        for name in relative.split("/"):
+            parts.append(parts[-1] / name)
+        if any(part.is_symlink() for part in parts):
+            return False
         try:
             if not stat.S_ISREG(path.lstat().st_mode):
                 return False
@@ -220,7 +275,8 @@ class ArtifactFiles:
         except FileNotFoundError:
             return False
         with contextlib.suppress(OSError):  # the fan-out folder, once empty (else left)
-            path.parent.rmdir()
+            if path.parent != self.root:
+                path.parent.rmdir()
         return True
 
     def files(self) -> Iterator[str]:

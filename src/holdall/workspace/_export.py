@@ -23,7 +23,8 @@ import pyarrow.parquet as pq
 from holdall._core.atomic import atomic_output, atomic_write_bytes
 from holdall._core.optional import import_optional
 from holdall.errors import InvalidValueError, KeyNotFoundError
-from holdall.workspace import _replay_core
+from holdall.workspace import _replay_core, _signing
+from holdall.workspace._artifacts import EXTENSIONS, loader_of
 
 if TYPE_CHECKING:
     from holdall.workspace._store import WorkspaceStore
@@ -90,14 +91,19 @@ def _chain_manifest(store: WorkspaceStore, chain_id: str) -> tuple[dict[str, Any
     entries: dict[str, dict[str, str | None]] = {}
     for artifact_id in sorted(chain_artifact_ids(chain["steps"], chain["fold_artifacts"] or {},
                                                   chain["shared_artifacts"] or {})):  # fmt: skip
-        relative, _digest, fmt, signature = store._artifact_location(artifact_id)
+        _relative, digest, fmt, signature = store._artifact_location(artifact_id)
+        loader = loader_of(fmt)  # what replay needs (a nirs4all "sklearn_pickle" is a pickle)
         path = store.get_artifact_path(artifact_id)
         files[artifact_id] = path
         entries[artifact_id] = {
-            "path": f"artifacts/{relative.rsplit('/', 1)[-1]}",
-            "format": fmt,
-            "sha256": artifact_id,
-            "signature": signature,
+            "path": f"artifacts/{digest}.{EXTENSIONS[loader]}",
+            "format": loader,
+            "sha256": digest,
+            # Signed again for the loader's name only when the stored signature holds, so an
+            # export never turns an unsigned artifact into a trusted one.
+            "signature": _signing.sign(digest, loader)
+            if _signing.signature_ok(signature, digest, fmt)
+            else None,
         }
     manifest = {
         "format": BUNDLE_FORMAT,

@@ -23,7 +23,7 @@ import duckdb
 import numpy as np
 import polars as pl
 
-from holdall.workspace import _records
+from holdall.workspace import _aggregates, _records
 from holdall.workspace._queries import (
     COUNT_PREDICTIONS,
     NEWEST_FIRST,
@@ -333,3 +333,58 @@ class WorkspaceReads:
             "l.level ORDER BY pl.created_at, pl.pipeline_id, first_at, l.level",
             [run_id],
         )
+
+    # ---------------------------------------------------------- nirs4all 0.7.1's extra reads
+
+    def get_prediction_arrays(self, prediction_id: str) -> dict[str, np.ndarray | None] | None:
+        """The arrays of one prediction (``y_true``, ..., None for those not saved).
+
+        None when the prediction has no arrays. Unlike nirs4all 0.7.1 (always float64 /
+        int64), arrays come back with the dtype and shape they were saved with.
+        """
+        return self._fetch_arrays([prediction_id]).get(prediction_id)
+
+    def get_chain_predictions(
+        self, chain_id: str, partition: str | None = None, fold_id: str | None = None
+    ) -> pl.DataFrame:
+        """The predictions of one chain (optionally one partition / fold), by partition, fold."""
+        sql, params = _aggregates.chain_predictions_query(chain_id, partition, fold_id)
+        return self._fetch_pl(sql, params)
+
+    def query_aggregated_predictions(
+        self,
+        run_id: str | None = None,
+        pipeline_id: str | None = None,
+        chain_id: str | None = None,
+        dataset_name: str | None = None,
+        model_class: str | None = None,
+        metric: str | None = None,
+    ) -> pl.DataFrame:
+        """One row per chain, model, metric and dataset: fold and partition counts, score
+        aggregates (min/max/avg per partition type), prediction and fold id lists.
+
+        Refit entries (``refit_context`` set) are left out, as in nirs4all 0.7.1. A string
+        filter with ``%`` is a LIKE pattern.
+        """
+        sql, params = _aggregates.aggregated_query(
+            {"run_id": run_id, "pipeline_id": pipeline_id, "chain_id": chain_id,
+             "dataset_name": dataset_name, "model_class": model_class, "metric": metric},
+        )  # fmt: skip
+        return self._fetch_pl(sql, params)
+
+    def query_top_aggregated_predictions(
+        self,
+        metric: str,
+        n: int = 10,
+        score_column: str = "avg_val_score",
+        ascending: bool | None = None,
+        **filters: Any,
+    ) -> pl.DataFrame:
+        """The `n` best aggregated rows of `metric` by `score_column`.
+
+        `ascending` defaults to the metric's direction (higher is better for r2, accuracy,
+        f1, ... ; lower for errors). `filters`: ``run_id``, ``pipeline_id``,
+        ``dataset_name``, ``model_class`` (exact values).
+        """
+        sql, params = _aggregates.top_aggregated_query(metric, n, score_column, ascending, filters)
+        return self._fetch_pl(sql, params)

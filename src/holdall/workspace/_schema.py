@@ -26,9 +26,11 @@ TABLES = ("runs", "pipelines", "chains", "predictions", "prediction_arrays", "ar
 
 
 def _to_version_2(conn: duckdb.DuckDBPyConnection) -> None:
-    """Version 1 -> 2: artifacts gain ``signature`` (NULL: unsigned, loading needs trust),
+    """Version 1 -> 2: artifacts gain ``signature`` (NULL: unsigned, loading needs trust)
+    and nirs4all's cache key (``chain_path_hash``, ``input_data_hash``, ``dataset_hash``);
     predictions gain nirs4all's ``refit_context`` (NULL: a cross-validation entry)."""
-    conn.execute("ALTER TABLE artifacts ADD COLUMN signature VARCHAR")
+    for column in ("signature", "chain_path_hash", "input_data_hash", "dataset_hash"):
+        conn.execute(f"ALTER TABLE artifacts ADD COLUMN {column} VARCHAR")
     conn.execute("ALTER TABLE predictions ADD COLUMN refit_context VARCHAR")
 
 
@@ -73,7 +75,8 @@ CREATE TABLE artifacts (
     artifact_id VARCHAR PRIMARY KEY, artifact_path VARCHAR NOT NULL,
     content_hash VARCHAR NOT NULL, operator_class VARCHAR, artifact_type VARCHAR,
     format VARCHAR NOT NULL, size_bytes BIGINT NOT NULL, ref_count INTEGER NOT NULL,
-    created_at TIMESTAMP NOT NULL, signature VARCHAR
+    created_at TIMESTAMP NOT NULL, signature VARCHAR, chain_path_hash VARCHAR,
+    input_data_hash VARCHAR, dataset_hash VARCHAR
 );
 CREATE TABLE logs (
     log_id VARCHAR NOT NULL, pipeline_id VARCHAR NOT NULL, step_idx INTEGER NOT NULL,

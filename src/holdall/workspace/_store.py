@@ -14,9 +14,9 @@ import atexit
 import contextlib
 import os
 import weakref
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import duckdb
 import numpy as np
@@ -24,20 +24,13 @@ import polars as pl
 import pyarrow as pa
 
 from holdall._core.closing import Closing
-from holdall._core.hashing import sha256_bytes
-from holdall.errors import CorruptedFileError, InvalidValueError, KeyNotFoundError
-from holdall.workspace import _export, _records, _signing
-from holdall.workspace._artifacts import (
-    ArtifactFiles,
-    check_trusted,
-    deserialize,
-    parse_format,
-    serialize,
-)
+from holdall.errors import InvalidValueError, KeyNotFoundError
+from holdall.workspace import _export, _records
+from holdall.workspace._artifact_store import ArtifactStore
+from holdall.workspace._artifacts import ArtifactFiles
 from holdall.workspace._columns import prediction_batch
 from holdall.workspace._known import KnownParents, NaturalKey, NaturalKeys, natural_key
 from holdall.workspace._queries import prediction_query
-from holdall.workspace._reads import WorkspaceReads
 from holdall.workspace._schema import migrate as _migrate_schema
 from holdall.workspace._session import Session
 from holdall.workspace._tables import (
@@ -45,20 +38,14 @@ from holdall.workspace._tables import (
     chain_artifact_ids,
     count,
     delete_pipeline_data,
-    insert_buffer,
     insert_new_predictions,
 )
-
-if TYPE_CHECKING:
-    from holdall.workspace._columns import prediction_batch
-from holdall.workspace._artifacts import ArtifactFormat
 
 __all__ = ["WorkspaceStore"]
 
 _OPEN_STORES: weakref.WeakSet[WorkspaceStore] = weakref.WeakSet()
 
 _LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
-_BUFFER_BYTES = 256 * 2**20  # flush buffered arrays beyond this many bytes
 _EXPORT_BATCH_ROWS = 100_000  # rows per Arrow batch of a streamed Parquet export
 
 
@@ -70,7 +57,7 @@ def _close_open_stores() -> None:
             store.close()
 
 
-class WorkspaceStore(Closing, WorkspaceReads):
+class WorkspaceStore(Closing, ArtifactStore):
     """Database-backed workspace storage (runs, pipelines, chains, predictions, artifacts, logs).
 
     Parameters
@@ -194,111 +181,6 @@ class WorkspaceStore(Closing, WorkspaceReads):
             self.flush()
         self._session.close()
         _OPEN_STORES.discard(self)
-
-    def flush(self) -> None:
-        """Commit every buffered record now; once this returns they are acknowledged.
-
-        A read-only store buffers nothing, so flushing it does nothing.
-        """
-        self._session.check_open()
-        if self.read_only:
-            return
-        with self._session.connection() as conn:
-            self._commit_buffer(conn)
-
-    @contextlib.contextmanager
-    def _write(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        """One transaction holding the buffered records and the caller's writes."""
-        with self._session.transaction() as conn:
-            pending = self._take_buffer()
-            try:
-                insert_buffer(conn, pending)
-                yield conn
-            except BaseException:
-                self._restore_buffer(pending)
-                raise
-
-    def _take_buffer(self, *, hold_unpaired: bool = False) -> Buffer:
-        """Everything buffered; with `hold_unpaired`, all but a last prediction with no arrays.
-
-        Automatic commits (the watcher's timer, a hand-over, the size trigger) hold that
-        prediction back until its arrays arrive, so a crash between `save_prediction` and
-        `save_prediction_arrays` never leaves a committed prediction without its arrays.
-        """
-        pending, self._buffer = self._buffer, Buffer()
-        if hold_unpaired and pending.predictions:
-            last = pending.predictions[-1][0]
-            if last not in pending.arrays:
-                self._buffer.predictions.append(pending.predictions.pop())
-                self._buffer.n_samples[last] = pending.n_samples.pop(last)
-        return pending
-
-    def _restore_buffer(self, pending: Buffer) -> None:
-        newer, self._buffer = self._buffer, pending
-        self._buffer.merge(newer)
-
-    def _commit_paired(self, conn: duckdb.DuckDBPyConnection) -> None:
-        """The automatic commit: what is buffered, but a prediction still awaiting arrays."""
-        self._commit_buffer(conn, hold_unpaired=True)
-
-    def _commit_buffer(
-        self, conn: duckdb.DuckDBPyConnection, *, hold_unpaired: bool = False
-    ) -> None:
-        if self.read_only or not len(self._buffer):
-            return
-        pending = self._take_buffer(hold_unpaired=hold_unpaired)
-        if not len(pending):
-            self._restore_buffer(pending)
-            return
-        try:
-            conn.execute("BEGIN TRANSACTION")
-            try:
-                insert_buffer(conn, pending)
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-            conn.execute("COMMIT")
-        except BaseException:
-            self._restore_buffer(pending)
-            raise
-
-    def _maybe_flush(self) -> None:
-        if len(self._buffer) >= self._flush_every or self._buffer.array_bytes >= _BUFFER_BYTES:
-            self._session.check_open()
-            with self._session.connection() as conn:
-                self._commit_paired(conn)
-
-    def _require(
-        self, conn: duckdb.DuckDBPyConnection, table: str, column: str, value: object
-    ) -> None:
-        """Raise `KeyNotFoundError` unless a row of `table` has `column` = `value`."""
-        if (
-            not isinstance(value, str)
-            or not conn.execute(f"SELECT 1 FROM {table} WHERE {column} = ?", [value]).fetchall()
-        ):
-            raise KeyNotFoundError(
-                f"no {column[:-3]} with id {value!r} in workspace {self._root}", key=str(value)
-            )
-
-    def _update(
-        self,
-        conn: duckdb.DuckDBPyConnection | None,
-        table: str,
-        column: str,
-        key: str,
-        assignments: dict[str, Any],
-    ) -> None:
-        """``UPDATE table SET ... WHERE column = key`` (columns from code, never from callers).
-
-        Runs in its own transaction unless given the connection of one already open.
-        """
-        if conn is None:
-            with self._write() as conn:
-                self._require(conn, table, column, key)
-                self._update(conn, table, column, key, assignments)
-            return
-        sets = ", ".join(f"{name} = ?" for name in assignments)
-        conn.execute(f"UPDATE {table} SET {sets} WHERE {column} = ?", [*assignments.values(), key])
 
     # ------------------------------------------------------------------ runs
 
@@ -725,90 +607,6 @@ class WorkspaceStore(Closing, WorkspaceReads):
             self._keys.forget()  # the new rows' keys are not in the cache
         return batch.ids
 
-    # ------------------------------------------------------------------ artifacts
-
-    def save_artifact(self, obj: Any, operator_class: str, artifact_type: str, format: str) -> str:
-        """Persist an object content-addressed; the same content is stored once.
-
-        The id is the SHA-256 of the serialized bytes: saving equal content again returns
-        the same id and bumps the artifact's reference count. The file is written
-        atomically before its row is committed, under the workspace lock.
-        """
-        self._session.check_writable()
-        fmt = parse_format(format)
-        data = serialize(obj, fmt)
-        digest = sha256_bytes(data)
-        relative = ArtifactFiles.relative_path(digest, fmt)
-        signature = _signing.sign(digest, fmt)
-        with self._write() as conn:
-            bumped = conn.execute(
-                "UPDATE artifacts SET ref_count = ref_count + 1, artifact_path = ?, signature = ? "
-                "WHERE artifact_id = ? RETURNING 1",
-                [relative, signature, digest],
-            ).fetchall()
-            # Written (or repaired: a crash or a hand removed it) before the row commits. The
-            # caller produced these very bytes, so signing a row found unsigned is right too.
-            self._files.write(relative, data)
-            if not bumped:
-                conn.execute(
-                    "INSERT INTO artifacts VALUES (?, ?, ?, ?, ?, ?, ?, 1, ?, ?)",
-                    [digest, relative, digest,
-                     _records.parse_text(operator_class, what="operator_class", optional=True),
-                     _records.parse_text(artifact_type, what="artifact_type", optional=True),
-                     fmt, len(data), _records.utc_now(), signature],
-                )  # fmt: skip
-        return digest
-
-    def _artifact_location(self, artifact_id: str) -> tuple[str, str, ArtifactFormat, str | None]:
-        row = self._fetch_dict(
-            "SELECT artifact_path, content_hash, format, signature FROM artifacts "
-            "WHERE artifact_id = ?",
-            [artifact_id],
-        )
-        if row is None:
-            raise KeyNotFoundError(
-                f"no artifact with id {artifact_id!r} in workspace {self._root}", key=artifact_id
-            )
-        fmt = parse_format(row["format"])
-        if row["artifact_path"] != ArtifactFiles.relative_path(row["content_hash"], fmt):
-            raise CorruptedFileError(
-                f"artifact {artifact_id!r} points to {row['artifact_path']!r}, outside its content "
-                f"address; refusing to load it", path=str(self._root / "store.duckdb"),
-            )  # fmt: skip
-        return row["artifact_path"], row["content_hash"], fmt, row["signature"]
-
-    def artifact_is_signed(self, artifact_id: str) -> bool:
-        """True when the artifact was written by a workspace holding this user's signing key.
-
-        Only those load without ``trust=True`` when their format unpickles (joblib,
-        cloudpickle); ``npy`` artifacts never need trust. Unknown id raises `KeyNotFoundError`.
-        """
-        _relative, digest, fmt, signature = self._artifact_location(artifact_id)
-        return _signing.signature_ok(signature, digest, fmt)
-
-    def load_artifact(self, artifact_id: str, *, trust: bool = False) -> Any:
-        """Load an artifact, checking its SHA-256 first (`IntegrityError` on mismatch).
-
-        joblib and cloudpickle artifacts are unpickled, which runs code: they load only when
-        signed by this user's key (saved by this user's holdall) or when `trust` is True.
-
-        Raises
-        ------
-        UntrustedArtifactError
-            For an unsigned or foreign pickle without ``trust=True``.
-        """
-        with self._session.connection():  # hold the lock: no gc can remove the file meanwhile
-            relative, digest, fmt, signature = self._artifact_location(artifact_id)
-            if not trust and fmt in _signing.PICKLE_FORMATS:
-                check_trusted(signature, digest, fmt, what=f"artifact {artifact_id!r}",
-                              path=str(self._files.absolute(relative)))  # fmt: skip
-            data = self._files.read_verified(relative, digest)
-        return deserialize(data, fmt)
-
-    def get_artifact_path(self, artifact_id: str) -> Path:
-        """The file of a stored artifact; unknown id raises `KeyNotFoundError`."""
-        return self._files.absolute(self._artifact_location(artifact_id)[0])
-
     # ------------------------------------------------------------------ logs
 
     def log_step(
@@ -840,8 +638,6 @@ class WorkspaceStore(Closing, WorkspaceReads):
             self._check_parents(conn, {(row[1], None)})
             self._buffer.logs.append(row)
         self._maybe_flush()
-
-    # ------------------------------------------------------------------ queries
 
     # ------------------------------------------------------------------ exports and replay
 
@@ -925,32 +721,6 @@ class WorkspaceStore(Closing, WorkspaceReads):
             )
             self._keys.forget()
         return deleted > 0
-
-    def gc_artifacts(self) -> int:
-        """Remove unreferenced artifacts; return how many files were removed.
-
-        Removes rows with ``ref_count == 0`` that no chain references, files without a row
-        (left by a crash between file and row, or after a delete), and temporary files of
-        killed writers. Runs under the write lock, so no writer is mid-way.
-        """
-        self._session.check_writable()
-        # Rows go first, in a committed transaction; files after, still inside the lease (no
-        # other process can save meanwhile). A crash in between leaves files without rows,
-        # which the next collection removes, never rows without files.
-        with self._session.connection():
-            with self._write() as conn:
-                conn.execute(
-                    "UPDATE artifacts SET ref_count = r.n FROM (SELECT a, count(*) AS n FROM "
-                    "(SELECT unnest(artifact_ids) AS a FROM chains) GROUP BY a) r "
-                    "WHERE artifacts.artifact_id = r.a AND artifacts.ref_count < r.n"
-                )
-                conn.execute("DELETE FROM artifacts WHERE ref_count <= 0")
-                live = {
-                    r[0] for r in conn.execute("SELECT artifact_path FROM artifacts").fetchall()
-                }
-            return sum(
-                self._files.remove(rel) for rel in list(self._files.files()) if rel not in live
-            )
 
     def vacuum(self) -> None:
         """Shrink ``store.duckdb``: copy the live data into a fresh file and swap it in atomically.
