@@ -27,9 +27,10 @@ from holdall.errors import (
     IntegrityError,
     KeyNotFoundError,
     SchemaVersionError,
+    UnsupportedTypeError,
     UntrustedArtifactError,
 )
-from holdall.workspace import WorkspaceStore, import_workspace
+from holdall.workspace import WorkspaceStore, import_workspace, replay_chain
 from holdall.workspace._cli import add_workspace_parser
 from tests.workspace.conftest import REPO
 
@@ -129,6 +130,16 @@ def test_a_nirs4all_workspace_comes_across_record_by_record(
         np.testing.assert_allclose(
             store.replay_chain(ids["chains"][0], X), np.load(out / "replay.npy")
         )  # the predictions nirs4all's own replay gives
+
+
+@needs_nirs4all
+def test_a_nirs4all_bundle_says_how_to_replay_it(nirs4all_workspace: tuple[Path, Path]) -> None:
+    _source, out = nirs4all_workspace
+    ids = json.loads((out / "ids.json").read_text())
+    with pytest.raises(UnsupportedTypeError, match=r"nirs4all 0\.7 chain bundle") as info:
+        replay_chain(out / "bundle.n4a", X=np.load(out / "X.npy"))
+    assert ids["chains"][0] in str(info.value)
+    assert "holdall workspace import" in str(info.value)
 
 
 @needs_nirs4all

@@ -17,7 +17,12 @@ from typing import TYPE_CHECKING, Any, Self
 
 import numpy as np
 
-from holdall.errors import CorruptedFileError, InvalidValueError, KeyNotFoundError
+from holdall.errors import (
+    CorruptedFileError,
+    InvalidValueError,
+    KeyNotFoundError,
+    UnsupportedTypeError,
+)
 from holdall.workspace._artifacts import check_trusted, verify
 from holdall.workspace._replay_core import apply_chain, deserialize_bytes
 from holdall.workspace._signing import PICKLE_FORMATS
@@ -37,6 +42,16 @@ def _bundle_chain(
     try:
         with zipfile.ZipFile(path) as bundle:
             manifest = json.loads(bundle.read("manifest.json"))
+            if "format" not in manifest and "chain.json" in bundle.namelist():
+                raise UnsupportedTypeError(
+                    f"{path} is a nirs4all 0.7 chain bundle: it names its artifacts by id in "
+                    "chain.json but stores their files by content hash, without saying which "
+                    "is which, so no tool can replay it on its own (nirs4all 0.7.1's loader "
+                    "fails with 'No model step found in bundle'). Import the workspace it was "
+                    "exported from (holdall workspace import SRC DST) and replay chain "
+                    f"{manifest.get('chain_id')!r} there: replay_chain(store, chain_id, X)",
+                    got="nirs4all-0.7 bundle",
+                )
             if manifest.get("format") != BUNDLE_FORMAT:
                 raise CorruptedFileError(
                     f"{path} is not a holdall chain bundle (format {manifest.get('format')!r}, "
