@@ -110,6 +110,19 @@ def unpaired(path: str, pipeline_id: str) -> None:
         time.sleep(60)
 
 
+def share(path: str, pipeline_id: str, tag: str, seconds: str) -> None:
+    """Write acknowledged pairs for `seconds` (each a commit that needs the lock); print how many."""
+    deadline = time.monotonic() + float(seconds)
+    done = 0
+    with WorkspaceStore(path, lock_timeout=60) as store:
+        while time.monotonic() < deadline:
+            pid = store.save_prediction(**_fields(pipeline_id, done, tag))  # type: ignore[arg-type]
+            store.save_prediction_arrays(pid, np.zeros(8), np.zeros(8))
+            store.flush()
+            done += 1
+    print(done)
+
+
 def replay(bundle: str, x_file: str, out_file: str) -> None:
     """Replay a bundle with no workspace at all and save the predictions."""
     np.save(out_file, replay_chain(bundle, X=np.load(x_file)))
@@ -128,4 +141,5 @@ if __name__ == "__main__":
         "replay": replay,
         "gc_crash": gc_crash,
         "unpaired": unpaired,
+        "share": share,
     }[command](*arguments)
