@@ -22,7 +22,9 @@ from typing import Any
 import duckdb
 import numpy as np
 import polars as pl
+import pyarrow as pa
 
+from holdall.errors import InvalidValueError
 from holdall.workspace import _aggregates, _records
 from holdall.workspace._queries import (
     COUNT_PREDICTIONS,
@@ -255,6 +257,29 @@ class WorkspaceReads:
         Returns ``{prediction_id: {"y_true": array, ...}}``; predictions without arrays are absent.
         """
         return self._fetch_arrays(None if prediction_ids is None else list(prediction_ids))
+
+    def iter_prediction_arrays(
+        self, prediction_ids: list[str] | None = None, *, batch_size: int = 10_000
+    ) -> Iterator[dict[str, dict[str, np.ndarray | None]]]:
+        """Streaming bulk read: `load_prediction_arrays` in batches of `batch_size` predictions.
+
+        Memory stays bounded by a batch whatever the number of predictions. The store holds
+        the workspace while the iteration runs (other processes wait for it, bounded by their
+        ``lock_timeout``), so consume it, or close it, promptly.
+        """
+        if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
+            raise InvalidValueError(
+                f"batch_size must be an int >= 1, got {batch_size!r}", key="batch_size"
+            )
+        sql = "SELECT * FROM prediction_arrays"
+        params: list[Any] = []
+        if prediction_ids is not None:
+            sql += " WHERE list_contains(?, prediction_id)"
+            params = [list(prediction_ids)]
+        with self._read() as conn:
+            reader = conn.sql(sql, params=params).to_arrow_reader(batch_size)
+            for batch in reader:
+                yield decode_array_table(pa.Table.from_batches([batch]))
 
     def query_predictions(
         self,

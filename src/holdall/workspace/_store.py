@@ -46,7 +46,7 @@ __all__ = ["WorkspaceStore"]
 _OPEN_STORES: weakref.WeakSet[WorkspaceStore] = weakref.WeakSet()
 
 _LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
-_EXPORT_BATCH_ROWS = 100_000  # rows per Arrow batch of a streamed Parquet export
+_EXPORT_BATCH_ROWS = 20_000  # rows per Arrow batch of a streamed Parquet export
 
 
 @atexit.register
@@ -663,7 +663,7 @@ class WorkspaceStore(Closing, ArtifactStore):
         self, output_path: str | os.PathLike[str], **filters: Any
     ) -> Path:
         """Write the predictions matching `filters` (those of `query_predictions`) as Parquet."""
-        sql, params = prediction_query(filters, limit=None, offset=0)
+        sql, params = prediction_query(filters, limit=None, offset=0, ordered=False)
         with self._read() as conn:
             batches = conn.sql(sql, params=params).to_arrow_reader(_EXPORT_BATCH_ROWS)
             return _export.write_parquet(batches, Path(output_path))
