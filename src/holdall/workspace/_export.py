@@ -15,7 +15,7 @@ import json
 import zipfile
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -24,10 +24,9 @@ from holdall._core.atomic import atomic_output, atomic_write_bytes
 from holdall._core.optional import import_optional
 from holdall.errors import InvalidValueError, KeyNotFoundError
 from holdall.workspace import _replay_core, _signing
+from holdall.workspace._artifact_store import ArtifactStore
 from holdall.workspace._artifacts import EXTENSIONS, loader_of
-
-if TYPE_CHECKING:
-    from holdall.workspace._store import WorkspaceStore
+from holdall.workspace._tables import chain_artifact_ids
 
 __all__ = ["BUNDLE_FORMAT", "export_chain", "export_pipeline_config", "export_run", "write_parquet"]
 
@@ -79,14 +78,12 @@ def _jsonable(value: Any) -> Any:
     return value.isoformat() if isinstance(value, datetime) else value
 
 
-def _chain_manifest(store: WorkspaceStore, chain_id: str) -> tuple[dict[str, Any], dict[str, Path]]:
+def _chain_manifest(store: ArtifactStore, chain_id: str) -> tuple[dict[str, Any], dict[str, Path]]:
     chain = store.get_chain(chain_id)
     if chain is None:
         raise KeyNotFoundError(
             f"no chain with id {chain_id!r} in workspace {store.workspace_path}", key=chain_id
         )
-    from holdall.workspace._tables import chain_artifact_ids
-
     files: dict[str, Path] = {}
     entries: dict[str, dict[str, str | None]] = {}
     for artifact_id in sorted(chain_artifact_ids(chain["steps"], chain["fold_artifacts"] or {},
@@ -115,7 +112,7 @@ def _chain_manifest(store: WorkspaceStore, chain_id: str) -> tuple[dict[str, Any
     return manifest, files
 
 
-def export_chain(store: WorkspaceStore, chain_id: str, output_path: Path, fmt: str) -> Path:
+def export_chain(store: ArtifactStore, chain_id: str, output_path: Path, fmt: str) -> Path:
     """Write the chain bundle (``fmt="n4a"``) or the standalone script (``fmt="n4a.py"``)."""
     if fmt not in ("n4a", "n4a.py"):
         raise InvalidValueError(
@@ -146,7 +143,7 @@ def export_chain(store: WorkspaceStore, chain_id: str, output_path: Path, fmt: s
     return target
 
 
-def export_pipeline_config(store: WorkspaceStore, pipeline_id: str, output_path: Path) -> Path:
+def export_pipeline_config(store: ArtifactStore, pipeline_id: str, output_path: Path) -> Path:
     """Write a pipeline's expanded configuration as indented JSON."""
     pipeline = store.get_pipeline(pipeline_id)
     if pipeline is None:
@@ -159,7 +156,7 @@ def export_pipeline_config(store: WorkspaceStore, pipeline_id: str, output_path:
     return target
 
 
-def export_run(store: WorkspaceStore, run_id: str, output_path: Path) -> Path:
+def export_run(store: ArtifactStore, run_id: str, output_path: Path) -> Path:
     """Write a run, its pipelines and their chains as YAML (no arrays, no artifacts)."""
     yaml = import_optional("yaml", extra="workspace", purpose="exporting a run as YAML")
     run = store.get_run(run_id)

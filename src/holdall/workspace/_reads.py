@@ -119,6 +119,11 @@ class WorkspaceReads:
     _root: Path
     _session: Session
 
+    @property
+    def workspace_path(self) -> Path:
+        """The workspace root folder."""
+        return self._root
+
     def _commit_buffer(self, conn: duckdb.DuckDBPyConnection) -> None:
         """Commit what the store buffered (a read-only store has nothing to commit)."""
 

@@ -13,7 +13,7 @@ import json
 import os
 import zipfile
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Self
+from typing import Any, Self
 
 import numpy as np
 
@@ -23,12 +23,10 @@ from holdall.errors import (
     KeyNotFoundError,
     UnsupportedTypeError,
 )
+from holdall.workspace._artifact_store import ArtifactStore
 from holdall.workspace._artifacts import check_trusted, verify
 from holdall.workspace._replay_core import apply_chain, deserialize_bytes
 from holdall.workspace._signing import PICKLE_FORMATS
-
-if TYPE_CHECKING:
-    from holdall.workspace._store import WorkspaceStore
 
 __all__ = ["ChainBuilder", "replay_chain"]
 
@@ -73,7 +71,7 @@ def _bundle_chain(
 
 
 def replay_chain(
-    source: WorkspaceStore | str | os.PathLike[str] | Any,
+    source: ArtifactStore | str | os.PathLike[str] | Any,
     chain_id: str | None = None,
     X: np.ndarray | None = None,
     wavelengths: np.ndarray | None = None,
@@ -114,9 +112,7 @@ def replay_chain(
     """
     if X is None:
         raise InvalidValueError("replay_chain needs X, the features to predict from", key="X")
-    from holdall.workspace._store import WorkspaceStore
-
-    if isinstance(source, WorkspaceStore):
+    if isinstance(source, ArtifactStore):
         if chain_id is None:
             raise InvalidValueError("replay_chain on a workspace needs a chain_id", key="chain_id")
         chain = source.get_chain(chain_id)

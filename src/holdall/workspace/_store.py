@@ -1,11 +1,12 @@
 """`WorkspaceStore`: runs, pipelines, chains, predictions, artifacts and logs of a workspace.
 
-A workspace is a folder holding ``store.duckdb`` (seven tables, see `_schema`) and the
-content-addressed ``artifacts/`` folder (see `_artifacts`). This module holds the write side
-and the lifecycle; reads live in `_reads` (the base class), row-level table work in
-`_tables`, record validation in `_records`, query building in `_queries`, exports in
-`_export` and chain replay in `_replay`. Database access goes through a `Session` (lock and
-connection lease, see `_session`).
+A workspace is a folder holding ``store.duckdb`` (see `_schema`) and the content-addressed
+``artifacts/`` folder (see `_artifacts`). The store is built in layers, each importing only
+the ones below it: `_reads` (getters and queries) < `_writes` (the buffer and transactions)
+< `_artifact_store` (artifacts) < this module (runs, pipelines, chains, predictions, logs,
+deletion and the lifecycle). Row-level table work is in `_tables`, record validation in
+`_records`, query building in `_queries`, exports in `_export`, chain replay in `_replay`;
+database access goes through a `Session` (lock, turns and connection lease, see `_session`).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from holdall.workspace._artifacts import ArtifactFiles
 from holdall.workspace._columns import prediction_batch
 from holdall.workspace._known import KnownParents, NaturalKey, NaturalKeys, natural_key
 from holdall.workspace._queries import prediction_query
+from holdall.workspace._replay import replay_chain
 from holdall.workspace._schema import migrate as _migrate_schema
 from holdall.workspace._session import Session
 from holdall.workspace._tables import (
@@ -147,11 +149,6 @@ class WorkspaceStore(Closing, ArtifactStore):
             lock.release()
 
     # ------------------------------------------------------------------ plumbing
-
-    @property
-    def workspace_path(self) -> Path:
-        """The workspace root folder."""
-        return self._root
 
     @property
     def read_only(self) -> bool:
@@ -680,8 +677,6 @@ class WorkspaceStore(Closing, ArtifactStore):
 
         With `trust`, pickled artifacts another user's key signed (or none did) load too.
         """
-        from holdall.workspace._replay import replay_chain
-
         return replay_chain(self, chain_id, X, wavelengths, trust=trust)
 
     # ------------------------------------------------------------------ deletion and cleanup
