@@ -118,6 +118,7 @@ class WorkspaceStore(Closing, ArtifactStore):
         self._buffer = Buffer()
         self._parents = KnownParents()
         self._keys = NaturalKeys()
+        self._last_keys: tuple[int, str, dict[NaturalKey, str]] = (-1, "", {})
         self._session = Session(
             self._root / "store.duckdb",
             read_only=read_only,
@@ -307,7 +308,7 @@ class WorkspaceStore(Closing, ArtifactStore):
                 [_records.utc_now(), message, pipeline_id],
             )
         self._parents.forget()
-        self._keys.forget()
+        self._forget_keys()
 
     # ------------------------------------------------------------------ chains
 
@@ -460,7 +461,11 @@ class WorkspaceStore(Closing, ArtifactStore):
         self._session.check_writable()
         if chain_id == "":
             chain_id = None  # type: ignore[assignment]
-        chosen = _records.parse_text(prediction_id, what="prediction_id", optional=True)
+        chosen = (
+            None
+            if prediction_id is None
+            else _records.parse_text(prediction_id, what="prediction_id")
+        )
         values = _records.prediction_values(
             (
                 pipeline_id,
@@ -490,7 +495,7 @@ class WorkspaceStore(Closing, ArtifactStore):
         if not self._parents.knows(self._session.lease, values[0], values[1]):
             with self._session.connection() as conn:
                 self._check_parents(conn, {(values[0], values[1])})
-        key = natural_key(values[1], values[5], values[6], values[3], values[17])
+        key = (values[1], values[5], values[6], values[3], values[17])  # see natural_key
         with self._session.mutex:
             self._session.check_open()
             keys = self._keys_of(values[0])
@@ -505,10 +510,19 @@ class WorkspaceStore(Closing, ArtifactStore):
         self._maybe_flush()
         return new_id
 
+    def _forget_keys(self) -> None:
+        """Drop every learnt natural key (after a delete or a bulk save)."""
+        self._keys.forget()
+        self._last_keys = (-1, "", {})
+
     def _keys_of(self, pipeline_id: str) -> dict[NaturalKey, str]:
         """``{natural key: prediction id}`` of a pipeline, committed and buffered (lease-cached)."""
+        last = self._last_keys
+        if last[0] == self._session.lease and last[1] == pipeline_id:
+            return last[2]  # the pipeline of the previous save: no lookup at all
         keys = self._keys.cached(self._session.lease, pipeline_id)
         if keys is not None:
+            self._last_keys = (self._session.lease, pipeline_id, keys)
             return keys
         with self._session.connection() as conn:
             rows = conn.execute(
@@ -522,6 +536,7 @@ class WorkspaceStore(Closing, ArtifactStore):
         for row in self._buffer.predictions:  # held back or not yet committed
             if row[1] == pipeline_id:
                 keys[natural_key(row[2], row[6], row[7], row[4], row[18])] = row[0]
+        self._last_keys = (self._session.lease, pipeline_id, keys)
         return keys
 
     def _n_samples_of(self, prediction_id: str) -> int:
@@ -601,7 +616,7 @@ class WorkspaceStore(Closing, ArtifactStore):
                 ),
             )
             insert_new_predictions(conn, batch.predictions, batch.arrays)
-            self._keys.forget()  # the new rows' keys are not in the cache
+            self._forget_keys()  # the new rows' keys are not in the cache
         return batch.ids
 
     # ------------------------------------------------------------------ logs
@@ -701,7 +716,7 @@ class WorkspaceStore(Closing, ArtifactStore):
                 deleted += count(conn.execute("DELETE FROM pipelines WHERE run_id = ?", [run_id]))
                 deleted += count(conn.execute("DELETE FROM runs WHERE run_id = ?", [run_id]))
             self._parents.forget()
-            self._keys.forget()
+            self._forget_keys()
             for relative in freed:
                 self._files.remove(relative)
         return deleted
@@ -714,7 +729,7 @@ class WorkspaceStore(Closing, ArtifactStore):
             deleted = count(
                 conn.execute("DELETE FROM predictions WHERE prediction_id = ?", [prediction_id])
             )
-            self._keys.forget()
+            self._forget_keys()
         return deleted > 0
 
     def vacuum(self) -> None:
