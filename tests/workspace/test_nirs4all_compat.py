@@ -37,7 +37,7 @@ def test_same_natural_key_replaces_the_prediction_and_its_arrays(
 @pytest.mark.parametrize(
     "change",
     [{"fold_id": "1"}, {"partition": "test"}, {"model_name": "RF"}, {"branch_id": 0},
-     {"chain_id": None}],
+     {"chain_id": ""}],
 )  # fmt: skip
 def test_any_other_key_adds_a_prediction(
     store: WorkspaceStore, trained: Trained, change: dict[str, Any]
@@ -48,17 +48,19 @@ def test_any_other_key_adds_a_prediction(
     assert store.query_predictions(pipeline_id=trained.pipeline_id).height == 2
 
 
-def test_branch_and_chain_compare_null_safely(store: WorkspaceStore, trained: Trained) -> None:
-    a = store.save_prediction(**_fields(trained, chain_id=None, branch_id=None))
-    b = store.save_prediction(**_fields(trained, chain_id="", branch_id=None))  # nirs4all's ""
-    c = store.save_prediction(**_fields(trained, branch_id=3))
-    d = store.save_prediction(**_fields(trained, branch_id=3, val_score=0.0))
-    assert a == b
+def test_branch_and_chain_compare_like_0_7_1(store: WorkspaceStore, trained: Trained) -> None:
+    a = store.save_prediction(**_fields(trained, chain_id=None))
+    b = store.save_prediction(**_fields(trained, chain_id=None))
+    assert a != b  # 0.7.1's chain_id = NULL never matches: a chainless save always adds
+    c = store.save_prediction(**_fields(trained, chain_id="", fold_id="7"))  # nirs4all's ""
+    d = store.save_prediction(**_fields(trained, chain_id="", fold_id="7", val_score=0.0))
+    e = store.save_prediction(**_fields(trained, branch_id=3))
+    f = store.save_prediction(**_fields(trained, branch_id=3, val_score=0.0))
     assert c == d
-    assert a != c
+    assert e == f
     frame = store.query_predictions(pipeline_id=trained.pipeline_id)
-    assert frame.height == 2
-    assert frame.filter(frame["prediction_id"] == a)["chain_id"].to_list() == [None]
+    assert frame.height == 4
+    assert frame.filter(frame["prediction_id"] == c)["chain_id"].to_list() == [None]
 
 
 def test_replacement_in_the_buffer_and_after_a_reopen(tmp_path: Any) -> None:

@@ -67,8 +67,11 @@ NaturalKey = tuple[Any, ...]
 def natural_key(
     chain_id: Any, fold_id: Any, partition: Any, model_name: Any, branch_id: Any
 ) -> NaturalKey:
-    """The key nirs4all 0.7.1 replaces a prediction by (with its pipeline), NULL-safe."""
-    return (chain_id, fold_id, partition, model_name, branch_id)
+    """The key nirs4all 0.7.1 replaces a prediction by (within its pipeline).
+
+    No chain is ``""`` (nirs4all's unresolved chain); branch ids compare NULL-safely.
+    """
+    return (chain_id or "", fold_id, partition, model_name, branch_id)
 
 
 _PIPELINES_KEPT = 4

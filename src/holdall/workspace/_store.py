@@ -450,15 +450,18 @@ class WorkspaceStore(Closing, ArtifactStore):
 
         As in nirs4all 0.7.1, a prediction with the same pipeline, chain, fold, partition,
         model name and branch as a stored one *replaces* it (its arrays are dropped too)
-        and keeps its id. Otherwise the id is `prediction_id` when given (replacing any
-        prediction of that id), else a new UUID. ``chain_id=""`` means no chain (what
-        nirs4all passes). `refit_context` is nirs4all's label for refit entries.
+        and keeps its id; with ``chain_id=None`` it always adds (0.7.1's NULL never equals
+        NULL), while ``chain_id=""`` (what nirs4all passes for an unresolved chain, stored
+        as no chain) matches the stored predictions without a chain. Otherwise the id is
+        `prediction_id` when given (replacing any prediction of that id), else a new UUID.
+        `refit_context` is nirs4all's label for refit entries.
 
         The record is buffered (see the class Notes for when it is acknowledged); it is
         validated now, so bad input raises here: NaN or infinite scores, a name with a path
         separator, an unknown pipeline or chain id (`KeyNotFoundError`).
         """
         self._session.check_writable()
+        keyed = chain_id is not None  # 0.7.1: a NULL chain never equals another (always adds)
         if chain_id == "":
             chain_id = None  # type: ignore[assignment]
         chosen = (
@@ -495,16 +498,17 @@ class WorkspaceStore(Closing, ArtifactStore):
         if not self._parents.knows(self._session.lease, values[0], values[1]):
             with self._session.connection() as conn:
                 self._check_parents(conn, {(values[0], values[1])})
-        key = (values[1], values[5], values[6], values[3], values[17])  # see natural_key
+        key = (values[1] or "", values[5], values[6], values[3], values[17])  # see natural_key
         with self._session.mutex:
             self._session.check_open()
-            keys = self._keys_of(values[0])
-            found = keys.get(key)
+            keys = self._keys_of(values[0]) if keyed else None
+            found = keys.get(key) if keys is not None else None
             new_id = found or chosen or _records.new_id()
             if found or chosen:
                 self._buffer.replaces.add(new_id)
                 self._buffer.arrays.pop(new_id, None)  # replaced: its old arrays go too
-            keys[key] = new_id
+            if keys is not None:
+                keys[key] = new_id
             self._buffer.predictions.append((new_id, *values, _records.utc_now_us()))
             self._buffer.n_samples[new_id] = values[12]
         self._maybe_flush()
@@ -531,7 +535,9 @@ class WorkspaceStore(Closing, ArtifactStore):
                 [pipeline_id],
             ).fetchall()
             keys = self._keys.learn(
-                self._session.lease, pipeline_id, ((tuple(r[:5]), r[5]) for r in rows)
+                self._session.lease,
+                pipeline_id,
+                ((natural_key(r[0], r[1], r[2], r[3], r[4]), r[5]) for r in rows),
             )
         for row in self._buffer.predictions:  # held back or not yet committed
             if row[1] == pipeline_id:
