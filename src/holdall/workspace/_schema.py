@@ -109,7 +109,9 @@ def _mismatch(path: Path, found: int | None) -> SchemaVersionError:
         return SchemaVersionError(
             f"{path} is a DuckDB file without a holdall schema version (for example a "
             f"nirs4all store.duckdb); holdall expects schema version {SCHEMA_VERSION}. "
-            "Open it with the tool that wrote it, or start a new workspace.",
+            "For a nirs4all 0.7.x workspace, copy it into a new holdall workspace with "
+            f"`holdall workspace import {path.parent} NEW_FOLDER` (import_workspace); "
+            "otherwise open it with the tool that wrote it, or start a new workspace.",
             path=str(path),
             expected=SCHEMA_VERSION,
             got=None,
