@@ -206,3 +206,36 @@ def test_aggregated_queries(store: WorkspaceStore, trained: Trained) -> None:
         store.query_top_aggregated_predictions("rmse", score_column="val_score; DROP TABLE x")
     with pytest.raises(InvalidValueError):
         store.query_top_aggregated_predictions("rmse", colour="red")
+
+
+def test_a_chain_of_registered_artifacts_exports_and_replays(
+    store: WorkspaceStore, trained: Trained, tmp_path: Path
+) -> None:
+    from holdall.workspace import replay_chain
+
+    ids = {}
+    for name, obj in (
+        ("scaler", trained.scaler),
+        *((f"m{k}", m) for k, m in enumerate(trained.models)),
+    ):
+        relative, digest = _registry_file(store, f"{name}.pkl", pickle.dumps(obj))
+        ids[name] = store.register_existing_artifact(
+            f"0001:{name}", relative, digest, "x", "model", "sklearn_pickle", 1
+        )
+    same, digest = _registry_file(store, "m0-copy.pkl", pickle.dumps(trained.models[0]))
+    ids["copy"] = store.register_existing_artifact(
+        "0001:copy", same, digest, "x", "model", "pickle", 1
+    )
+    chain = ChainBuilder().add_step("Scaler", artifact_id=ids["scaler"])
+    chain.add_model("Ridge", {"0": ids["m0"], "1": ids["m1"], "2": ids["copy"]})
+    chain_id = store.save_chain(trained.pipeline_id, **chain.build())
+    expected = np.mean(
+        [
+            m.predict(trained.scaler.transform(trained.X))
+            for m in (*trained.models, trained.models[0])
+        ],
+        axis=0,
+    )
+    np.testing.assert_allclose(store.replay_chain(chain_id, trained.X), expected)
+    bundle = store.export_chain(chain_id, tmp_path / "registered.n4a")
+    np.testing.assert_allclose(replay_chain(bundle, X=trained.X), expected)

@@ -129,8 +129,12 @@ def export_chain(store: ArtifactStore, chain_id: str, output_path: Path, fmt: st
                 zipfile.ZipFile(handle, "w", zipfile.ZIP_STORED) as bundle,
             ):
                 bundle.writestr("manifest.json", json.dumps(manifest, indent=2, default=_jsonable))
+                written: set[str] = set()
                 for artifact_id, path in files.items():
-                    bundle.write(path, manifest["artifacts"][artifact_id]["path"])
+                    name = manifest["artifacts"][artifact_id]["path"]
+                    if name not in written:  # two registered ids may share one content
+                        bundle.write(path, name)
+                        written.add(name)
             return target
         blobs = {
             aid: base64.b64encode(path.read_bytes()).decode("ascii") for aid, path in files.items()
