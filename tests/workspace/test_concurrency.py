@@ -174,3 +174,21 @@ def test_a_killed_waiter_does_not_block_the_queue(tmp_path: Path) -> None:
     with WorkspaceStore(tmp_path, lock_timeout=5) as store:  # ...and skipped, then removed
         assert store.list_runs().height == 1
     assert not any(p.name.isdigit() for p in queue.iterdir())
+
+
+def test_a_repeated_top_n_never_serves_a_stale_answer(tmp_path: Path) -> None:
+    _run_id, pipeline_id = _setup(tmp_path)
+    with WorkspaceStore(tmp_path) as store:
+        assert store.top_predictions(3).height == 0
+        best = store.save_prediction(**prediction_fields(pipeline_id, None, val_score=0.01))
+        assert store.top_predictions(3)["prediction_id"].to_list() == [best]  # own buffer
+        first = store.top_predictions(3)
+        first.drop_in_place("val_score")  # a caller changing its frame changes no later answer
+        assert "val_score" in store.top_predictions(3).columns
+        assert store.delete_prediction(best)
+        assert store.top_predictions(3).height == 0  # own delete
+        result = run_worker("write", str(tmp_path), pipeline_id, "other", "10")  # hand-over
+        assert result.returncode == 0, result.stderr
+        top = store.top_predictions(3)
+        assert top["model_name"].to_list() == ["other"] * 3  # the other process's rows
+        assert top["val_score"].to_list() == [0.0, 1.0, 2.0]

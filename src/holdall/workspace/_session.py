@@ -94,6 +94,9 @@ class Session:
         self._leased_at = 0.0
         self._closed = False
         self.lease = 0
+        self.generation = 0
+        """Bumped by every write transaction of this store: with `lease`, what a cached read
+        depends on (no other process writes during a lease, this one bumps it)."""
         """Changes whenever the lease is taken or handed back: while it keeps its value no
         other process can have written, so what the store learnt meanwhile still holds."""
         self._last_flush = time.monotonic()
@@ -174,6 +177,7 @@ class Session:
         """Yield the connection inside ``BEGIN``; commit on success, roll back and re-raise."""
         self.check_writable()
         with self.connection() as conn:
+            self.generation += 1
             conn.execute("BEGIN TRANSACTION")
             try:
                 yield conn
@@ -233,6 +237,7 @@ class Session:
         The lock is held throughout, so no other process sees the file mid-swap.
         """
         with self._mutex:
+            self.generation += 1
             self._ensure_connection().close()
             self._conn = None
             try:

@@ -118,6 +118,7 @@ class WorkspaceStore(Closing, ArtifactStore):
         self._buffer = Buffer()
         self._parents = KnownParents()
         self._keys = NaturalKeys()
+        self._top_answers = {}
         self._last_keys: tuple[int, str, dict[NaturalKey, str]] = (-1, "", {})
         self._session = Session(
             self._root / "store.duckdb",

@@ -85,6 +85,7 @@ class WorkspaceWrites(WorkspaceReads):
         if not len(pending):
             self._restore_buffer(pending)
             return
+        self._session.generation += 1
         try:
             conn.execute("BEGIN TRANSACTION")
             try:
