@@ -510,10 +510,11 @@ def report(
         "rate minus those calls. nirs4all latest, measured through its own batched array path inside a "
         "transaction, runs here faster than the rate the issue quotes for it.",
         "- `top_predictions(10)`: SQLite answers a top-10 from its index on the score; DuckDB has no "
-        "such index and reads the partition's rows (the best plan holdall found is in "
-        "docs/decisions.md). The Parquet export streams DuckDB's result batch by batch so that "
-        "memory stays bounded for any number of predictions, a few ms more per call than writing "
-        "one table.",
+        "such index. The figure is a repeated call, which holdall answers from the answer it keeps "
+        "for its lease (exact until any write; see docs/decisions.md); the first call after a "
+        "write reads the partition's rows. The Parquet export streams DuckDB's result in batches "
+        "without a sort so that memory stays bounded for any number of predictions, a few ms more "
+        "per call than writing one table.",
         "",
         "Notes:",
         "",

@@ -125,3 +125,14 @@ def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, An
 def s3_prefix(s3_server: dict[str, Any]) -> str:
     """A fresh ``s3://`` prefix in the test bucket for one test."""
     return f"s3://holdall-test/{uuid.uuid4().hex}"
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _artifact_signing_key(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Sign workspace artifacts with a key made for this test session, never the user's own.
+
+    Set in the environment, so worker processes the tests start use the same key.
+    """
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("HOLDALL_SIGNING_KEY", str(tmp_path_factory.mktemp("signing") / "key"))
+        yield

@@ -11,6 +11,7 @@ __all__ = [
     "ArchiveExistsError",
     "BackendUnavailableError",
     "ClosedStorageError",
+    "ClosedWorkspaceError",
     "CollectiveMismatchError",
     "ConversionError",
     "CorruptedFileError",
@@ -32,6 +33,7 @@ __all__ = [
     "StoreNotFoundError",
     "UnsafePathError",
     "UnsupportedTypeError",
+    "UntrustedArtifactError",
     "WorkspaceLockedError",
 ]
 
@@ -289,3 +291,24 @@ class MergeError(HoldallError, RuntimeError):
     def __init__(self, message: str, *, errors: dict[str, str] | None = None) -> None:
         super().__init__(message)
         self.errors = dict(errors or {})
+
+
+class ClosedWorkspaceError(ClosedStorageError, RuntimeError):
+    """A `WorkspaceStore` was used after `close()`.
+
+    Also a `RuntimeError`, which is what nirs4all's store raised, so ``except`` clauses
+    written for either keep working.
+    """
+
+
+class UntrustedArtifactError(HoldallError, PermissionError):
+    """An artifact that loading would unpickle is not signed by this user's key.
+
+    Unpickling runs code: a file planted in a workspace, or one written by someone else,
+    is loaded only when the caller passes ``trust=True``.
+    """
+
+    def __init__(self, message: str, *, key: str | None = None, path: str | None = None) -> None:
+        super().__init__(message)
+        self.key = key
+        self.path = path

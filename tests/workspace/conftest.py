@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import subprocess
 import sys
@@ -17,14 +18,23 @@ from tests.workspace.ws_models import Ridge, Scaler
 
 REPO = Path(__file__).resolve().parents[2]
 WORKERS = Path(__file__).with_name("ws_workers.py")
+WORKER_PATH = os.pathsep.join([str(REPO / "src"), str(REPO)])
+"""A worker imports this checkout's holdall (not whichever one is installed) and the tests."""
+
+
+_FOLDS = itertools.count()
 
 
 def prediction_fields(pipeline_id: str, chain_id: str | None, **overrides: Any) -> dict[str, Any]:
-    """The keyword arguments of save_prediction, with plausible defaults."""
+    """The keyword arguments of save_prediction, with plausible defaults.
+
+    Each call gets a fold id of its own, so that records are distinct predictions (saving
+    one natural key twice replaces the first, as in nirs4all 0.7.1).
+    """
     fields: dict[str, Any] = {
         "pipeline_id": pipeline_id, "chain_id": chain_id, "dataset_name": "wheat",
         "model_name": "PLS-5", "model_class": "sklearn.cross_decomposition.PLSRegression",
-        "fold_id": "0", "partition": "val", "val_score": 0.5, "test_score": 0.6,
+        "fold_id": str(next(_FOLDS)), "partition": "val", "val_score": 0.5, "test_score": 0.6,
         "train_score": 0.4, "metric": "rmse", "task_type": "regression", "n_samples": 4,
         "n_features": 3, "scores": {"val": {"rmse": 0.5}}, "best_params": {"n_components": 5},
         "branch_id": None, "branch_name": None, "exclusion_count": 0, "exclusion_rate": 0.0,
@@ -86,7 +96,7 @@ def run_worker(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[s
     """Run ws_workers.py in a fresh interpreter (a real second process) and wait for it."""
     return subprocess.run(
         [sys.executable, str(WORKERS), *args], capture_output=True, text=True, timeout=timeout,
-        env={**os.environ, "PYTHONPATH": str(REPO)}, check=False,
+        env={**os.environ, "PYTHONPATH": WORKER_PATH}, check=False,
     )  # fmt: skip
 
 
@@ -94,5 +104,5 @@ def start_worker(*args: str) -> subprocess.Popen[str]:
     """Start ws_workers.py in a fresh interpreter without waiting."""
     return subprocess.Popen(
         [sys.executable, str(WORKERS), *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        text=True, env={**os.environ, "PYTHONPATH": str(REPO)},
+        text=True, env={**os.environ, "PYTHONPATH": WORKER_PATH},
     )  # fmt: skip

@@ -127,12 +127,15 @@ def test_gc_removes_orphan_files_and_temporaries(store: WorkspaceStore, trained:
     orphan = store.workspace_path / "artifacts" / "ff" / ("f" * 64 + ".joblib")
     orphan.parent.mkdir(parents=True, exist_ok=True)
     orphan.write_bytes(b"left by a crash between file and row")
-    temporary = store.workspace_path / "artifacts" / "aa" / ".x.joblib.123.tmp"
+    temporary = store.workspace_path / "artifacts" / "aa" / f".{'a' * 64}.joblib.k3_x9q.tmp"
     temporary.parent.mkdir(parents=True, exist_ok=True)
     temporary.write_bytes(b"half")
+    foreign = store.workspace_path / "artifacts" / "aa" / "notes.txt"
+    foreign.write_bytes(b"a user's file: not holdall's to delete")
     assert store.gc_artifacts() == 2
     assert not orphan.exists()
     assert not temporary.exists()
+    assert foreign.read_bytes().startswith(b"a user's file")
     assert not orphan.parent.exists()  # an emptied fan-out folder goes too
     assert store.gc_artifacts() == 0
     np.testing.assert_allclose(

@@ -12,6 +12,7 @@ import pytest
 
 from holdall.errors import (
     ClosedStorageError,
+    ClosedWorkspaceError,
     CorruptedFileError,
     InvalidKeyError,
     InvalidValueError,
@@ -138,7 +139,6 @@ def test_unknown_ids_on_writes_and_deletes_raise(store: WorkspaceStore, trained:
         lambda: store.save_prediction_arrays("x", np.zeros(4), np.zeros(4)),
         lambda: store.log_step("x", 0, "op", "fit"),
         lambda: store.delete_run("x"),
-        lambda: store.delete_prediction("x"),
         lambda: store.export_chain("x", store.workspace_path / "out"),
         lambda: store.export_pipeline_config("x", store.workspace_path / "out"),
         lambda: store.export_run("x", store.workspace_path / "out"),
@@ -147,6 +147,15 @@ def test_unknown_ids_on_writes_and_deletes_raise(store: WorkspaceStore, trained:
     for call in calls:
         with pytest.raises(KeyNotFoundError):
             call()
+    assert store.delete_prediction("x") is False  # the seed's -> bool, as nirs4all returns
+
+
+def test_delete_prediction_says_whether_it_deleted(store: WorkspaceStore, trained: Trained) -> None:
+    pid = store.save_prediction(**prediction_fields(trained.pipeline_id, trained.chain_id))
+    store.save_prediction_arrays(pid, np.zeros(4), np.zeros(4))
+    assert store.delete_prediction(pid) is True
+    assert store.get_prediction(pid, load_arrays=True) is None
+    assert store.delete_prediction(pid) is False
 
 
 def test_bad_query_arguments(store: WorkspaceStore) -> None:
@@ -169,12 +178,14 @@ def test_closed_store_refuses_everything(tmp_path: Path) -> None:
     run_id = store.begin_run("r", {}, [])
     store.close()
     store.close()  # idempotent
-    with pytest.raises(ClosedStorageError):
-        store.get_run(run_id)
-    with pytest.raises(ClosedStorageError):
-        store.begin_run("r2", {}, [])
-    with pytest.raises(ClosedStorageError):
-        store.flush()
+    # Both a ValueError (like I/O on a closed file) and a RuntimeError (what nirs4all raised).
+    for call in (lambda: store.get_run(run_id), lambda: store.begin_run("r2", {}, []),
+                 store.flush, lambda: store.delete_prediction("x")):  # fmt: skip
+        with pytest.raises(ClosedWorkspaceError) as info:
+            call()
+        assert isinstance(info.value, ClosedStorageError)
+        assert isinstance(info.value, ValueError)
+        assert isinstance(info.value, RuntimeError)
     assert "closed" in repr(store)
 
 
@@ -255,8 +266,11 @@ def test_migration_runs_in_one_transaction(tmp_path: Path, monkeypatch: pytest.M
         assert store.list_runs().height == 1
 
 
-def test_migration_without_a_path_is_reported(tmp_path: Path) -> None:
+def test_migration_without_a_path_is_reported(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     _stamp(tmp_path, _schema.SCHEMA_VERSION - 1)
+    monkeypatch.delitem(_schema.MIGRATIONS, _schema.SCHEMA_VERSION - 1)
     with pytest.raises(SchemaVersionError, match="no migration"):
         WorkspaceStore.migrate(tmp_path)
 

@@ -42,7 +42,7 @@ def _stored(store: WorkspaceStore, ids: list[str]) -> list[dict[str, Any]]:
 def _records_of(trained: Trained) -> list[dict[str, Any]]:
     """Records mixing every accepted type: numpy scalars, ints as scores, lists as arrays."""
     base = prediction_fields(trained.pipeline_id, trained.chain_id)
-    return [
+    records = [
         {**base, "y_true": np.arange(4.0), "y_pred": np.arange(4.0) * 2},
         {
             **base,
@@ -64,6 +64,8 @@ def _records_of(trained: Trained) -> list[dict[str, Any]]:
         {k: v for k, v in base.items() if k != "preprocessings"},  # the default ""
         {**base, "scores": None, "best_params": {"alpha": [1, 2]}, "weights": np.ones(4, bool)},
     ]
+    # One fold each: records with one natural key would replace each other one at a time.
+    return [{**record, "fold_id": str(i)} for i, record in enumerate(records)]
 
 
 def test_bulk_rows_equal_one_at_a_time_rows(store: WorkspaceStore, trained: Trained) -> None:
@@ -292,7 +294,10 @@ def test_buffered_logs_commit_with_a_bulk_save(store: WorkspaceStore, trained: T
 
 def test_every_argument_lands_in_its_own_column(store: WorkspaceStore, trained: Trained) -> None:
     parameters = list(inspect.signature(WorkspaceStore.save_prediction).parameters)[1:]
-    assert sorted(parameters) == sorted(spec.name for spec in _records.PREDICTION_FIELDS)
+    # Every field, plus nirs4all's explicit id (a column of its own: prediction_id).
+    assert sorted(parameters) == sorted(
+        [*(spec.name for spec in _records.PREDICTION_FIELDS), "prediction_id"]
+    )
     distinct = {
         "pipeline_id": trained.pipeline_id,
         "chain_id": trained.chain_id,
@@ -315,8 +320,11 @@ def test_every_argument_lands_in_its_own_column(store: WorkspaceStore, trained: 
         "exclusion_count": 17,
         "exclusion_rate": 18.0,
         "preprocessings": "p19",
+        "refit_context": "r20",
+        "prediction_id": "id21",
     }
-    row = store.get_prediction(store.save_prediction(**distinct))
+    assert store.save_prediction(**distinct) == "id21"
+    row = store.get_prediction("id21")
     assert row is not None
     assert {name: row[name] for name in distinct} == distinct
 

@@ -27,7 +27,13 @@ def workspace(tmp_path: Path) -> tuple[Path, Trained]:
         trained = Trained(store)
         for score in (0.3, 0.1, 0.2):
             store.save_prediction(
-                **prediction_fields(trained.pipeline_id, trained.chain_id, val_score=score)
+                **prediction_fields(
+                    trained.pipeline_id,
+                    trained.chain_id,
+                    val_score=score,
+                    fold_id="0",
+                    model_name=f"PLS-{score}",
+                )
             )
     return tmp_path / "ws", trained
 

@@ -126,9 +126,11 @@ def test_pipeline_config_and_run_exports(
 def test_parquet_export_uses_query_filters(
     store: WorkspaceStore, trained: Trained, tmp_path: Path
 ) -> None:
-    for fold in ("0", "1", "1"):
+    for i, fold in enumerate(("0", "1", "1")):
         store.save_prediction(
-            **prediction_fields(trained.pipeline_id, trained.chain_id, fold_id=fold)
+            **prediction_fields(
+                trained.pipeline_id, trained.chain_id, fold_id=fold, model_name=f"m{i}"
+            )
         )
     path = store.export_predictions_parquet(tmp_path / "preds", fold_id="1", run_id=trained.run_id)
     assert path.suffix == ".parquet"
@@ -164,3 +166,27 @@ def test_vacuum_shrinks_the_file_and_keeps_data(tmp_path: Path) -> None:
         store.begin_run("after-vacuum", {}, [])
         assert store.list_runs().height == 2
         assert not list(tmp_path.glob(".store.vacuum*"))
+
+
+def test_bulk_arrays_stream_in_batches(store: WorkspaceStore, trained: Trained) -> None:
+    from holdall.errors import InvalidValueError
+
+    records = [
+        {**prediction_fields(trained.pipeline_id, None), "y_true": np.arange(4.0) + i,
+         "y_pred": np.arange(4, dtype=np.int16)}
+        for i in range(25)
+    ]  # fmt: skip
+    ids = store.save_predictions(records)
+    batches = list(store.iter_prediction_arrays(batch_size=10))
+    assert [len(b) for b in batches] == [10, 10, 5]
+    streamed = {pid: arrays for batch in batches for pid, arrays in batch.items()}
+    whole = store.load_prediction_arrays()
+    assert streamed.keys() == whole.keys() == set(ids)
+    for pid in ids:
+        for name in ("y_true", "y_pred"):
+            np.testing.assert_array_equal(streamed[pid][name], whole[pid][name])
+            assert streamed[pid][name].dtype == whole[pid][name].dtype
+    some = list(store.iter_prediction_arrays(ids[:3], batch_size=2))
+    assert {pid for batch in some for pid in batch} == set(ids[:3])
+    with pytest.raises(InvalidValueError):
+        next(store.iter_prediction_arrays(batch_size=0))

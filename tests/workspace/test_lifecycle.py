@@ -186,7 +186,9 @@ def test_query_filters_pagination_and_run_join(store: WorkspaceStore, trained: T
     other_pipeline = store.begin_pipeline(other_run, "p2", {}, [], "corn", "h")
     for i in range(5):
         store.save_prediction(
-            **prediction_fields(trained.pipeline_id, None, fold_id=str(i % 2), branch_id=i % 2)
+            **prediction_fields(
+                trained.pipeline_id, None, fold_id=str(i % 2), branch_id=i % 2, model_name=f"m{i}"
+            )
         )
     store.save_prediction(
         **prediction_fields(other_pipeline, None, dataset_name="corn", model_class="RF")
@@ -240,6 +242,11 @@ def test_logs_and_run_summary(store: WorkspaceStore, trained: Trained) -> None:
         ("warning", 30),
     ]
     assert summary["total_duration_ms"].dtype == pl.Int64  # not DuckDB's DECIMAL sum
+    silent = store.begin_pipeline(trained.run_id, "silent", {}, [], "wheat", "h")
+    summary = store.get_run_log_summary(trained.run_id)
+    row = summary.filter(pl.col("pipeline_id") == silent).to_dicts()
+    assert [(r["pipeline_name"], r["level"], r["n_entries"]) for r in row] == [("silent", None, 0)]
+    assert summary.height == 3
 
 
 def test_delete_prediction(store: WorkspaceStore, trained: Trained) -> None:

@@ -42,6 +42,7 @@ def populated(
                 partition=PARTITIONS[(i // 9) % 3], fold_id=FOLDS[(i // 2) % 3],
                 branch_id=None if i % 5 == 0 else i % 2,
                 val_score=None if i % 11 == 0 else round((i * 37 % 101) / 7, 3),
+                model_name=f"m{i}",  # distinct natural keys: 120 predictions, none replaced
             )  # fmt: skip
             fields["prediction_id"] = store.save_prediction(**fields)
             fields["run_id"] = run_id

@@ -6,6 +6,8 @@ the tests exercise the real inter-process lock and DuckDB's one-writer-process r
 
 from __future__ import annotations
 
+import os
+import signal
 import sys
 import time
 from pathlib import Path
@@ -18,7 +20,7 @@ from holdall.workspace import WorkspaceStore, replay_chain
 def _fields(pipeline_id: str, i: int, tag: str) -> dict[str, object]:
     return {
         "pipeline_id": pipeline_id, "chain_id": None, "dataset_name": "wheat", "model_name": tag,
-        "model_class": "Ridge", "fold_id": str(i % 5), "partition": "val", "val_score": float(i),
+        "model_class": "Ridge", "fold_id": str(i), "partition": "val", "val_score": float(i),
         "test_score": None, "train_score": None, "metric": "rmse", "task_type": "regression",
         "n_samples": 8, "n_features": 2, "scores": {}, "best_params": {}, "branch_id": None,
         "branch_name": None, "exclusion_count": 0, "exclusion_rate": 0.0,
@@ -74,6 +76,53 @@ def crash_loop(path: str, pipeline_id: str) -> None:
             batch += 1
 
 
+def gc_crash(path: str) -> None:
+    """Make three artifacts collectable, then die by SIGKILL just after gc removes a file."""
+    from holdall.workspace import ChainBuilder
+    from holdall.workspace._artifacts import ArtifactFiles
+
+    with WorkspaceStore(path, exclusive=True) as store:
+        run_id = store.begin_run("doomed", {}, [])
+        pipeline_id = store.begin_pipeline(run_id, "p", {}, [], "wheat", "h")
+        ids = [store.save_artifact(np.full(10, k), "np", "array", "npy") for k in range(3)]
+        store.save_chain(pipeline_id, **ChainBuilder().add_model("M", dict(enumerate(ids))).build())
+        store.delete_run(run_id, delete_artifacts=False)  # rows at ref_count 0, files kept
+        remove = ArtifactFiles.remove
+
+        def remove_then_die(self: ArtifactFiles, relative: str) -> bool:
+            removed = remove(self, relative)
+            os.kill(os.getpid(), signal.SIGKILL)
+            return removed
+
+        ArtifactFiles.remove = remove_then_die  # type: ignore[method-assign]
+        print(" ".join(ids), flush=True)
+        store.gc_artifacts()
+
+
+def unpaired(path: str, pipeline_id: str) -> None:
+    """Save a flushed pair, then a prediction whose arrays never come; wait to be killed."""
+    with WorkspaceStore(path, flush_interval=0.02) as store:
+        first = store.save_prediction(**_fields(pipeline_id, 0, "paired"))  # type: ignore[arg-type]
+        store.save_prediction_arrays(first, np.arange(8), np.arange(8.0))
+        store.flush()
+        store.save_prediction(**_fields(pipeline_id, 1, "unpaired"))  # type: ignore[arg-type]
+        print(first, flush=True)
+        time.sleep(60)
+
+
+def share(path: str, pipeline_id: str, tag: str, seconds: str) -> None:
+    """Write acknowledged pairs for `seconds` (each a commit that needs the lock); print how many."""
+    deadline = time.monotonic() + float(seconds)
+    done = 0
+    with WorkspaceStore(path, lock_timeout=60) as store:
+        while time.monotonic() < deadline:
+            pid = store.save_prediction(**_fields(pipeline_id, done, tag))  # type: ignore[arg-type]
+            store.save_prediction_arrays(pid, np.zeros(8), np.zeros(8))
+            store.flush()
+            done += 1
+    print(done)
+
+
 def replay(bundle: str, x_file: str, out_file: str) -> None:
     """Replay a bundle with no workspace at all and save the predictions."""
     np.save(out_file, replay_chain(bundle, X=np.load(x_file)))
@@ -90,4 +139,7 @@ if __name__ == "__main__":
         "hold": hold,
         "crash_loop": crash_loop,
         "replay": replay,
+        "gc_crash": gc_crash,
+        "unpaired": unpaired,
+        "share": share,
     }[command](*arguments)

@@ -9,6 +9,8 @@ training process for longer than one of its operations.
 from __future__ import annotations
 
 import argparse
+import sys
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import polars as pl
@@ -126,6 +128,65 @@ def _migrate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _import(args: argparse.Namespace) -> int:
+    from holdall.workspace._import import import_workspace
+
+    report = import_workspace(
+        args.source, args.destination, trust=args.trust, progress=sys.stderr.isatty()
+    )
+    copied = ", ".join(f"{n} {table}" for table, n in report.rows.items())
+    print(f"{report.destination}: imported {report.layout} workspace {report.source} ({copied})")
+    return 0
+
+
+class _AnyName(Mapping[str, argparse.ArgumentParser]):
+    """The action parsers by name, letting any word past argparse's check (`_Actions` decides)."""
+
+    def __init__(self, parsers: dict[str, argparse.ArgumentParser]) -> None:
+        self._parsers = parsers
+
+    def __getitem__(self, key: str) -> argparse.ArgumentParser:
+        return self._parsers[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._parsers)
+
+    def __len__(self) -> int:
+        return len(self._parsers)
+
+    def __contains__(self, key: object) -> bool:
+        return True
+
+
+class _Actions(argparse._SubParsersAction):  # type: ignore[type-arg]
+    """The actions of ``workspace PATH ACTION``, also reading ``workspace import SRC DST``.
+
+    Importing has two folders and no PATH: when PATH is ``import`` and what follows is
+    not an action, the words are the import's source and destination.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.choices = _AnyName(self._name_parser_map)  # type: ignore[assignment]
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: Any,
+        option_string: str | None = None,
+    ) -> None:
+        if values[0] not in self._name_parser_map:
+            if getattr(namespace, "path", None) != "import":
+                names = ", ".join(map(repr, self._name_parser_map))
+                raise argparse.ArgumentError(
+                    self, f"invalid choice: {values[0]!r} (choose from {names})"
+                )
+            namespace.path = values[0]
+            values = ["import", *values]
+        super().__call__(parser, namespace, values, option_string)
+
+
 def _add_filters(parser: argparse.ArgumentParser) -> None:
     for name in FILTER_COLUMNS:
         parser.add_argument(
@@ -134,7 +195,7 @@ def _add_filters(parser: argparse.ArgumentParser) -> None:
 
 
 def add_workspace_parser(subparsers: Any) -> None:
-    """Register ``workspace PATH runs|pipelines|predictions|top|export|gc|vacuum|migrate``.
+    """Register ``workspace PATH runs|pipelines|...|migrate`` and ``workspace import SRC DST``.
 
     Parameters
     ----------
@@ -147,7 +208,7 @@ def add_workspace_parser(subparsers: Any) -> None:
     parser.add_argument(
         "--lock-timeout", type=float, default=30.0, help="seconds to wait for a busy workspace"
     )
-    actions = parser.add_subparsers(dest="action", required=True)
+    actions = parser.add_subparsers(dest="action", required=True, action=_Actions)
 
     runs = actions.add_parser("runs", help="list runs, newest first")
     runs.add_argument("--status", choices=["running", "completed", "failed"])
@@ -189,3 +250,15 @@ def add_workspace_parser(subparsers: Any) -> None:
     actions.add_parser("migrate", help="upgrade an older workspace schema").set_defaults(
         run=_migrate
     )
+    imports = actions.add_parser(
+        "import",
+        help="copy a nirs4all 0.7.x workspace into a new holdall one: workspace import SRC DST",
+    )
+    imports.add_argument("source", help="the nirs4all workspace folder (never modified)")
+    imports.add_argument("destination", help="the holdall workspace to create (must not exist)")
+    imports.add_argument(
+        "--trust",
+        action="store_true",
+        help="sign the imported pickled artifacts so they load without trust=True",
+    )
+    imports.set_defaults(run=_import)

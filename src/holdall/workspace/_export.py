@@ -15,7 +15,7 @@ import json
 import zipfile
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -23,10 +23,10 @@ import pyarrow.parquet as pq
 from holdall._core.atomic import atomic_output, atomic_write_bytes
 from holdall._core.optional import import_optional
 from holdall.errors import InvalidValueError, KeyNotFoundError
-from holdall.workspace import _replay_core
-
-if TYPE_CHECKING:
-    from holdall.workspace._store import WorkspaceStore
+from holdall.workspace import _replay_core, _signing
+from holdall.workspace._artifact_store import ArtifactStore
+from holdall.workspace._artifacts import EXTENSIONS, loader_of
+from holdall.workspace._tables import chain_artifact_ids
 
 __all__ = ["BUNDLE_FORMAT", "export_chain", "export_pipeline_config", "export_run", "write_parquet"]
 
@@ -78,25 +78,29 @@ def _jsonable(value: Any) -> Any:
     return value.isoformat() if isinstance(value, datetime) else value
 
 
-def _chain_manifest(store: WorkspaceStore, chain_id: str) -> tuple[dict[str, Any], dict[str, Path]]:
+def _chain_manifest(store: ArtifactStore, chain_id: str) -> tuple[dict[str, Any], dict[str, Path]]:
     chain = store.get_chain(chain_id)
     if chain is None:
         raise KeyNotFoundError(
             f"no chain with id {chain_id!r} in workspace {store.workspace_path}", key=chain_id
         )
-    from holdall.workspace._tables import chain_artifact_ids
-
     files: dict[str, Path] = {}
-    entries: dict[str, dict[str, str]] = {}
+    entries: dict[str, dict[str, str | None]] = {}
     for artifact_id in sorted(chain_artifact_ids(chain["steps"], chain["fold_artifacts"] or {},
                                                   chain["shared_artifacts"] or {})):  # fmt: skip
-        relative, _digest, fmt = store._artifact_location(artifact_id)
+        _relative, digest, fmt, signature = store._artifact_location(artifact_id)
+        loader = loader_of(fmt)  # what replay needs (a nirs4all "sklearn_pickle" is a pickle)
         path = store.get_artifact_path(artifact_id)
         files[artifact_id] = path
         entries[artifact_id] = {
-            "path": f"artifacts/{relative.rsplit('/', 1)[-1]}",
-            "format": fmt,
-            "sha256": artifact_id,
+            "path": f"artifacts/{digest}.{EXTENSIONS[loader]}",
+            "format": loader,
+            "sha256": digest,
+            # Signed again for the loader's name only when the stored signature holds, so an
+            # export never turns an unsigned artifact into a trusted one.
+            "signature": _signing.sign(digest, loader)
+            if _signing.signature_ok(signature, digest, fmt)
+            else None,
         }
     manifest = {
         "format": BUNDLE_FORMAT,
@@ -108,7 +112,7 @@ def _chain_manifest(store: WorkspaceStore, chain_id: str) -> tuple[dict[str, Any
     return manifest, files
 
 
-def export_chain(store: WorkspaceStore, chain_id: str, output_path: Path, fmt: str) -> Path:
+def export_chain(store: ArtifactStore, chain_id: str, output_path: Path, fmt: str) -> Path:
     """Write the chain bundle (``fmt="n4a"``) or the standalone script (``fmt="n4a.py"``)."""
     if fmt not in ("n4a", "n4a.py"):
         raise InvalidValueError(
@@ -125,8 +129,12 @@ def export_chain(store: WorkspaceStore, chain_id: str, output_path: Path, fmt: s
                 zipfile.ZipFile(handle, "w", zipfile.ZIP_STORED) as bundle,
             ):
                 bundle.writestr("manifest.json", json.dumps(manifest, indent=2, default=_jsonable))
+                written: set[str] = set()
                 for artifact_id, path in files.items():
-                    bundle.write(path, manifest["artifacts"][artifact_id]["path"])
+                    name = manifest["artifacts"][artifact_id]["path"]
+                    if name not in written:  # two registered ids may share one content
+                        bundle.write(path, name)
+                        written.add(name)
             return target
         blobs = {
             aid: base64.b64encode(path.read_bytes()).decode("ascii") for aid, path in files.items()
@@ -139,7 +147,7 @@ def export_chain(store: WorkspaceStore, chain_id: str, output_path: Path, fmt: s
     return target
 
 
-def export_pipeline_config(store: WorkspaceStore, pipeline_id: str, output_path: Path) -> Path:
+def export_pipeline_config(store: ArtifactStore, pipeline_id: str, output_path: Path) -> Path:
     """Write a pipeline's expanded configuration as indented JSON."""
     pipeline = store.get_pipeline(pipeline_id)
     if pipeline is None:
@@ -152,7 +160,7 @@ def export_pipeline_config(store: WorkspaceStore, pipeline_id: str, output_path:
     return target
 
 
-def export_run(store: WorkspaceStore, run_id: str, output_path: Path) -> Path:
+def export_run(store: ArtifactStore, run_id: str, output_path: Path) -> Path:
     """Write a run, its pipelines and their chains as YAML (no arrays, no artifacts)."""
     yaml = import_optional("yaml", extra="workspace", purpose="exporting a run as YAML")
     run = store.get_run(run_id)

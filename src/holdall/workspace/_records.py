@@ -474,9 +474,11 @@ PREDICTION_FIELDS = (
     FieldSpec("branch_name", "text", optional=True),
     FieldSpec("exclusion_count", "int"),
     FieldSpec("exclusion_rate", "score"),
+    FieldSpec("refit_context", "text", optional=True, default=None),
 )
-"""The arguments of ``save_prediction``, in ``predictions`` column order (between the
-generated ``prediction_id`` and ``created_at``)."""
+"""The arguments of ``save_prediction``, in ``predictions`` column order (after the
+generated ``prediction_id``; ``created_at`` comes between the last two, rows are inserted by
+column name)."""
 
 
 _PLAIN_TYPES: dict[str, frozenset[type]] = {

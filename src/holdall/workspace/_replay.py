@@ -3,7 +3,8 @@
 `replay_chain` runs a chain on new data, from a workspace (artifacts loaded, and their
 checksums verified, by the store that wrote them) or from a bundle written by
 `WorkspaceStore.export_chain` (checksums verified against the bundle's manifest), with no
-workspace needed. Loading artifacts unpickles them: only replay bundles you trust.
+workspace needed. Pickled artifacts load only when signed by this user's key (see
+`_signing`) or with ``trust=True``.
 """
 
 from __future__ import annotations
@@ -12,16 +13,20 @@ import json
 import os
 import zipfile
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Self
+from typing import Any, Self
 
 import numpy as np
 
-from holdall.errors import CorruptedFileError, InvalidValueError, KeyNotFoundError
-from holdall.workspace._artifacts import verify
+from holdall.errors import (
+    CorruptedFileError,
+    InvalidValueError,
+    KeyNotFoundError,
+    UnsupportedTypeError,
+)
+from holdall.workspace._artifact_store import ArtifactStore
+from holdall.workspace._artifacts import check_trusted, verify
 from holdall.workspace._replay_core import apply_chain, deserialize_bytes
-
-if TYPE_CHECKING:
-    from holdall.workspace._store import WorkspaceStore
+from holdall.workspace._signing import PICKLE_FORMATS
 
 __all__ = ["ChainBuilder", "replay_chain"]
 
@@ -35,6 +40,16 @@ def _bundle_chain(
     try:
         with zipfile.ZipFile(path) as bundle:
             manifest = json.loads(bundle.read("manifest.json"))
+            if "format" not in manifest and "chain.json" in bundle.namelist():
+                raise UnsupportedTypeError(
+                    f"{path} is a nirs4all 0.7 chain bundle: it names its artifacts by id in "
+                    "chain.json but stores their files by content hash, without saying which "
+                    "is which, so no tool can replay it on its own (nirs4all 0.7.1's loader "
+                    "fails with 'No model step found in bundle'). Import the workspace it was "
+                    "exported from (holdall workspace import SRC DST) and replay chain "
+                    f"{manifest.get('chain_id')!r} there: replay_chain(store, chain_id, X)",
+                    got="nirs4all-0.7 bundle",
+                )
             if manifest.get("format") != BUNDLE_FORMAT:
                 raise CorruptedFileError(
                     f"{path} is not a holdall chain bundle (format {manifest.get('format')!r}, "
@@ -56,23 +71,30 @@ def _bundle_chain(
 
 
 def replay_chain(
-    source: WorkspaceStore | str | os.PathLike[str],
+    source: ArtifactStore | str | os.PathLike[str] | Any,
     chain_id: str | None = None,
     X: np.ndarray | None = None,
     wavelengths: np.ndarray | None = None,
+    *,
+    trust: bool = False,
 ) -> np.ndarray:
     """Replay a chain on new data and return its predictions.
 
     Parameters
     ----------
     source
-        An open `WorkspaceStore`, or the path of a ``.n4a`` bundle from `export_chain`.
+        An open `WorkspaceStore`, the path of a ``.n4a`` bundle from `export_chain`, or any
+        other store object with a ``replay_chain(chain_id, X, wavelengths)`` method (such as
+        nirs4all's own), which is called.
     chain_id
         The chain to replay; required with a store, optional (checked if given) with a bundle.
     X
         Features, ``n_samples x n_features``.
     wavelengths
         Passed to the ``transform`` of operators that accept a ``wavelengths`` argument.
+    trust
+        Unpickle joblib/cloudpickle artifacts that this user's key did not sign (a bundle
+        from someone else, a workspace copied from elsewhere). Unpickling runs code.
 
     Returns
     -------
@@ -85,12 +107,12 @@ def replay_chain(
         For an unknown chain id.
     IntegrityError
         When an artifact does not match its recorded SHA-256.
+    UntrustedArtifactError
+        For an unsigned or foreign pickled artifact without ``trust=True``.
     """
     if X is None:
         raise InvalidValueError("replay_chain needs X, the features to predict from", key="X")
-    from holdall.workspace._store import WorkspaceStore
-
-    if isinstance(source, WorkspaceStore):
+    if isinstance(source, ArtifactStore):
         if chain_id is None:
             raise InvalidValueError("replay_chain on a workspace needs a chain_id", key="chain_id")
         chain = source.get_chain(chain_id)
@@ -98,17 +120,24 @@ def replay_chain(
             raise KeyNotFoundError(
                 f"no chain with id {chain_id!r} in workspace {source.workspace_path}", key=chain_id
             )
-        return apply_chain(chain, source.load_artifact, X, wavelengths)
+        return apply_chain(
+            chain, lambda aid: source.load_artifact(aid, trust=trust), X, wavelengths
+        )
+    if not isinstance(source, str | os.PathLike) and callable(
+        getattr(source, "replay_chain", None)
+    ):
+        return np.asarray(source.replay_chain(chain_id, X, wavelengths))
     path = Path(source)
     chain, blobs, entries = _bundle_chain(path, chain_id)
 
     def load(artifact_id: str) -> Any:
-        verify(
-            blobs[artifact_id],
-            entries[artifact_id]["sha256"],
-            where=f"{path}:{entries[artifact_id]['path']}",
-        )
-        return deserialize_bytes(blobs[artifact_id], entries[artifact_id]["format"])
+        entry = entries[artifact_id]
+        where = f"{path}:{entry['path']}"
+        if not trust and entry["format"] in PICKLE_FORMATS:
+            check_trusted(entry.get("signature"), entry["sha256"], entry["format"],
+                          what=f"artifact {artifact_id!r} of bundle {path}", path=where)  # fmt: skip
+        verify(blobs[artifact_id], entry["sha256"], where=where)
+        return deserialize_bytes(blobs[artifact_id], entry["format"])
 
     return apply_chain(chain, load, X, wavelengths)
 

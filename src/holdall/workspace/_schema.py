@@ -18,13 +18,23 @@ from holdall.errors import SchemaVersionError
 
 __all__ = ["MIGRATIONS", "SCHEMA_VERSION", "TABLES", "ensure_schema", "migrate", "read_version"]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 """Version of the schema this holdall writes. Bump it, and add a `MIGRATIONS` step, on change."""
 
 TABLES = ("runs", "pipelines", "chains", "predictions", "prediction_arrays", "artifacts", "logs")
 """The seven tables of the seed, in dependency order (parents first)."""
 
-MIGRATIONS: dict[int, Callable[[duckdb.DuckDBPyConnection], None]] = {}
+
+def _to_version_2(conn: duckdb.DuckDBPyConnection) -> None:
+    """Version 1 -> 2: artifacts gain ``signature`` (NULL: unsigned, loading needs trust)
+    and nirs4all's cache key (``chain_path_hash``, ``input_data_hash``, ``dataset_hash``);
+    predictions gain nirs4all's ``refit_context`` (NULL: a cross-validation entry)."""
+    for column in ("signature", "chain_path_hash", "input_data_hash", "dataset_hash"):
+        conn.execute(f"ALTER TABLE artifacts ADD COLUMN {column} VARCHAR")
+    conn.execute("ALTER TABLE predictions ADD COLUMN refit_context VARCHAR")
+
+
+MIGRATIONS: dict[int, Callable[[duckdb.DuckDBPyConnection], None]] = {1: _to_version_2}
 """``{from_version: step}``: each step upgrades a file from `from_version` to the next one."""
 
 _DDL = """
@@ -55,7 +65,7 @@ CREATE TABLE predictions (
     n_samples INTEGER NOT NULL, n_features INTEGER NOT NULL, scores JSON, best_params JSON,
     preprocessings VARCHAR, branch_id INTEGER, branch_name VARCHAR,
     exclusion_count INTEGER NOT NULL, exclusion_rate DOUBLE NOT NULL,
-    created_at TIMESTAMP NOT NULL
+    created_at TIMESTAMP NOT NULL, refit_context VARCHAR
 );
 CREATE TABLE prediction_arrays (
     prediction_id VARCHAR PRIMARY KEY, y_true DOUBLE[], y_pred DOUBLE[], y_proba DOUBLE[],
@@ -65,7 +75,8 @@ CREATE TABLE artifacts (
     artifact_id VARCHAR PRIMARY KEY, artifact_path VARCHAR NOT NULL,
     content_hash VARCHAR NOT NULL, operator_class VARCHAR, artifact_type VARCHAR,
     format VARCHAR NOT NULL, size_bytes BIGINT NOT NULL, ref_count INTEGER NOT NULL,
-    created_at TIMESTAMP NOT NULL
+    created_at TIMESTAMP NOT NULL, signature VARCHAR, chain_path_hash VARCHAR,
+    input_data_hash VARCHAR, dataset_hash VARCHAR
 );
 CREATE TABLE logs (
     log_id VARCHAR NOT NULL, pipeline_id VARCHAR NOT NULL, step_idx INTEGER NOT NULL,
@@ -98,7 +109,9 @@ def _mismatch(path: Path, found: int | None) -> SchemaVersionError:
         return SchemaVersionError(
             f"{path} is a DuckDB file without a holdall schema version (for example a "
             f"nirs4all store.duckdb); holdall expects schema version {SCHEMA_VERSION}. "
-            "Open it with the tool that wrote it, or start a new workspace.",
+            "For a nirs4all 0.7.x workspace, copy it into a new holdall workspace with "
+            f"`holdall workspace import {path.parent} NEW_FOLDER` (import_workspace); "
+            "otherwise open it with the tool that wrote it, or start a new workspace.",
             path=str(path),
             expected=SCHEMA_VERSION,
             got=None,

@@ -6,6 +6,7 @@ for a read-write store, shared for a read-only one (DuckDB lets many processes r
 file together as long as none writes). The connection and the lock are then kept (a lease)
 so that consecutive operations cost no reconnect (about 25 ms on DuckDB 2.0), and a
 watcher thread hands them back as soon as another process announces it is waiting.
+Waiters are served in arrival order (`_queue`), so none starves.
 In ``exclusive`` mode the lease is taken at once and kept until `close`.
 """
 
@@ -20,12 +21,22 @@ from pathlib import Path
 import duckdb
 
 from holdall._core.locks import InterProcessLock, WaiterSignal
-from holdall.errors import ClosedStorageError, CorruptedFileError, ReadOnlyStorageError
+from holdall.errors import (
+    ClosedWorkspaceError,
+    CorruptedFileError,
+    ReadOnlyStorageError,
+    WorkspaceLockedError,
+)
+from holdall.workspace._queue import TicketQueue
 from holdall.workspace._schema import ensure_schema
 
 __all__ = ["Session"]
 
 _WATCH_INTERVAL_S = 0.02
+_TURN_S = 0.1
+"""A holder with waiters behind it keeps the lease this long at most before handing over at
+its next operation: long enough that the reconnect a hand-over costs stays a small share,
+short enough that every waiter's turn comes soon."""
 
 _CORRUPTION_SIGNS = (
     "not a valid DuckDB database file",
@@ -76,10 +87,16 @@ class Session:
         self._flush_interval_s = flush_interval_s
         self._lock = InterProcessLock(db_path.with_name(db_path.name + ".lock"), what=str(db_path))
         self._waiters = WaiterSignal(db_path.with_name(db_path.name + ".waiters"))
+        self._queue = TicketQueue(db_path.with_name(db_path.name + ".queue"))
         self._mutex = threading.RLock()
         self._conn: duckdb.DuckDBPyConnection | None = None
+        self._depth = 0  # nesting of `connection` blocks in the thread holding the mutex
+        self._leased_at = 0.0
         self._closed = False
         self.lease = 0
+        self.generation = 0
+        """Bumped by every write transaction of this store: with `lease`, what a cached read
+        depends on (no other process writes during a lease, this one bumps it)."""
         """Changes whenever the lease is taken or handed back: while it keeps its value no
         other process can have written, so what the store learnt meanwhile still holds."""
         self._last_flush = time.monotonic()
@@ -99,15 +116,15 @@ class Session:
         return self._closed
 
     def check_open(self) -> None:
-        """Raise `ClosedStorageError` after `close`."""
+        """Raise `ClosedWorkspaceError` (a `ValueError` and a `RuntimeError`) after `close`."""
         if self._closed:
-            raise ClosedStorageError(
+            raise ClosedWorkspaceError(
                 f"workspace {self.db_path.parent} is closed; open a new WorkspaceStore",
                 path=str(self.db_path.parent),
             )
 
     def check_writable(self) -> None:
-        """Raise `ClosedStorageError` after `close`, `ReadOnlyStorageError` when read-only."""
+        """Raise `ClosedWorkspaceError` after `close`, `ReadOnlyStorageError` when read-only."""
         self.check_open()
         if self.read_only:
             raise ReadOnlyStorageError(
@@ -127,9 +144,24 @@ class Session:
 
     @contextlib.contextmanager
     def connection(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        """Hold the lease (taking it if needed) and yield the connection."""
+        """Hold the lease (taking it if needed) and yield the connection.
+
+        An operation that starts while another process waits, once this store has held the
+        lease for `_TURN_S`, first hands the lease over and queues again behind it (the
+        watcher alone rarely finds a busy store idle), so turns go round; nested uses inside
+        one operation keep the lease.
+        """
         with self._mutex:
             self.check_open()
+            if (
+                self._depth == 0
+                and self._conn is not None
+                and not self.exclusive
+                and time.monotonic() - self._leased_at >= _TURN_S
+                and self._waiters.anyone_waiting()
+            ):
+                self.release()
+            self._depth += 1
             try:
                 yield self._ensure_connection()
             except duckdb.Error as err:  # a damaged block is found when it is read
@@ -137,12 +169,15 @@ class Session:
                 if error is err:
                     raise
                 raise error from err
+            finally:
+                self._depth -= 1
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
         """Yield the connection inside ``BEGIN``; commit on success, roll back and re-raise."""
         self.check_writable()
         with self.connection() as conn:
+            self.generation += 1
             conn.execute("BEGIN TRANSACTION")
             try:
                 yield conn
@@ -154,14 +189,23 @@ class Session:
     def _ensure_connection(self) -> duckdb.DuckDBPyConnection:
         if self._conn is not None:
             return self._conn
-        with self._waiters.waiting():
-            self._lock.acquire(shared=self.read_only, timeout_s=self.lock_timeout_s)
+        start = time.monotonic()
+        with (
+            self._waiters.waiting(),
+            self._queue.turn(self.lock_timeout_s, self._lock.describe_owner) as left,
+        ):
+            try:
+                self._lock.acquire(shared=self.read_only, timeout_s=left)
+            except WorkspaceLockedError as err:
+                err.waited_s = time.monotonic() - start  # the queue's wait included
+                raise
         try:
             self._conn = self._open()
         except BaseException:
             self._lock.release()
             raise
         self.lease += 1
+        self._leased_at = time.monotonic()
         return self._conn
 
     def _open(self) -> duckdb.DuckDBPyConnection:
@@ -193,6 +237,7 @@ class Session:
         The lock is held throughout, so no other process sees the file mid-swap.
         """
         with self._mutex:
+            self.generation += 1
             self._ensure_connection().close()
             self._conn = None
             try:

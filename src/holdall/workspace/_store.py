@@ -1,11 +1,12 @@
 """`WorkspaceStore`: runs, pipelines, chains, predictions, artifacts and logs of a workspace.
 
-A workspace is a folder holding ``store.duckdb`` (seven tables, see `_schema`) and the
-content-addressed ``artifacts/`` folder (see `_artifacts`). This module holds the write side
-and the lifecycle; reads live in `_reads` (the base class), row-level table work in
-`_tables`, record validation in `_records`, query building in `_queries`, exports in
-`_export` and chain replay in `_replay`. Database access goes through a `Session` (lock and
-connection lease, see `_session`).
+A workspace is a folder holding ``store.duckdb`` (see `_schema`) and the content-addressed
+``artifacts/`` folder (see `_artifacts`). The store is built in layers, each importing only
+the ones below it: `_reads` (getters and queries) < `_writes` (the buffer and transactions)
+< `_artifact_store` (artifacts) < this module (runs, pipelines, chains, predictions, logs,
+deletion and the lifecycle). Row-level table work is in `_tables`, record validation in
+`_records`, query building in `_queries`, exports in `_export`, chain replay in `_replay`;
+database access goes through a `Session` (lock, turns and connection lease, see `_session`).
 """
 
 from __future__ import annotations
@@ -14,10 +15,9 @@ import atexit
 import contextlib
 import os
 import weakref
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import duckdb
 import numpy as np
@@ -25,13 +25,14 @@ import polars as pl
 import pyarrow as pa
 
 from holdall._core.closing import Closing
-from holdall._core.hashing import sha256_bytes
-from holdall.errors import CorruptedFileError, InvalidValueError, KeyNotFoundError
+from holdall.errors import InvalidValueError, KeyNotFoundError
 from holdall.workspace import _export, _records
-from holdall.workspace._artifacts import ArtifactFiles, deserialize, parse_format, serialize
+from holdall.workspace._artifact_store import ArtifactStore
+from holdall.workspace._artifacts import ArtifactFiles
 from holdall.workspace._columns import prediction_batch
+from holdall.workspace._known import KnownParents, NaturalKey, NaturalKeys, natural_key
 from holdall.workspace._queries import prediction_query
-from holdall.workspace._reads import WorkspaceReads
+from holdall.workspace._replay import replay_chain
 from holdall.workspace._schema import migrate as _migrate_schema
 from holdall.workspace._session import Session
 from holdall.workspace._tables import (
@@ -39,21 +40,15 @@ from holdall.workspace._tables import (
     chain_artifact_ids,
     count,
     delete_pipeline_data,
-    insert_buffer,
     insert_new_predictions,
 )
-
-if TYPE_CHECKING:
-    from holdall.workspace._columns import prediction_batch
-from holdall.workspace._artifacts import ArtifactFormat
 
 __all__ = ["WorkspaceStore"]
 
 _OPEN_STORES: weakref.WeakSet[WorkspaceStore] = weakref.WeakSet()
 
 _LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
-_BUFFER_BYTES = 256 * 2**20  # flush buffered arrays beyond this many bytes
-_EXPORT_BATCH_ROWS = 100_000  # rows per Arrow batch of a streamed Parquet export
+_EXPORT_BATCH_ROWS = 20_000  # rows per Arrow batch of a streamed Parquet export
 
 
 @atexit.register
@@ -64,51 +59,7 @@ def _close_open_stores() -> None:
             store.close()
 
 
-@dataclass
-class KnownParents:
-    """Pipelines and chains (with their pipeline) seen to exist during one lease.
-
-    One-at-a-time saves check a record's parents against this instead of the database. It
-    is only trusted during the lease it was learnt in (`Session.lease`): once the lease is
-    handed back, another process may have deleted anything, so it starts over.
-    """
-
-    lease: int = -1
-    pipelines: set[str] = field(default_factory=set)
-    chains: dict[str, str] = field(default_factory=dict)
-
-    def valid_for(self, lease: int) -> KnownParents:
-        """This record, emptied first when it was learnt during another lease."""
-        if lease != self.lease:
-            self.forget()
-            self.lease = lease
-        return self
-
-    def forget(self) -> None:
-        """Drop everything (after a delete, or when the lease changed)."""
-        self.pipelines.clear()
-        self.chains.clear()
-
-    def knows(self, lease: int, pipeline_id: object, chain_id: object) -> bool:
-        """True when the pair is known to be valid during `lease`."""
-        return (
-            lease == self.lease
-            and pipeline_id in self.pipelines
-            and (
-                chain_id is None
-                or (isinstance(chain_id, str) and self.chains.get(chain_id) == pipeline_id)
-            )
-        )
-
-    def remember(self, lease: int, pipeline_id: str, chain_id: str | None = None) -> None:
-        """Record a pipeline (and chain) just written during `lease`."""
-        known = self.valid_for(lease)
-        known.pipelines.add(pipeline_id)
-        if chain_id is not None:
-            known.chains[chain_id] = pipeline_id
-
-
-class WorkspaceStore(Closing, WorkspaceReads):
+class WorkspaceStore(Closing, ArtifactStore):
     """Database-backed workspace storage (runs, pipelines, chains, predictions, artifacts, logs).
 
     Parameters
@@ -166,12 +117,15 @@ class WorkspaceStore(Closing, WorkspaceReads):
         self._flush_every = int(flush_every)
         self._buffer = Buffer()
         self._parents = KnownParents()
+        self._keys = NaturalKeys()
+        self._top_answers = {}
+        self._last_keys: tuple[int, str, dict[NaturalKey, str]] = (-1, "", {})
         self._session = Session(
             self._root / "store.duckdb",
             read_only=read_only,
             exclusive=exclusive,
             lock_timeout_s=float(lock_timeout),
-            before_release=self._commit_buffer,
+            before_release=self._commit_paired,
             flush_interval_s=float(flush_interval),
         )
         _OPEN_STORES.add(self)
@@ -197,11 +151,6 @@ class WorkspaceStore(Closing, WorkspaceReads):
             lock.release()
 
     # ------------------------------------------------------------------ plumbing
-
-    @property
-    def workspace_path(self) -> Path:
-        """The workspace root folder."""
-        return self._root
 
     @property
     def read_only(self) -> bool:
@@ -231,89 +180,6 @@ class WorkspaceStore(Closing, WorkspaceReads):
             self.flush()
         self._session.close()
         _OPEN_STORES.discard(self)
-
-    def flush(self) -> None:
-        """Commit every buffered record now; once this returns they are acknowledged.
-
-        A read-only store buffers nothing, so flushing it does nothing.
-        """
-        self._session.check_open()
-        if self.read_only:
-            return
-        with self._session.connection() as conn:
-            self._commit_buffer(conn)
-
-    @contextlib.contextmanager
-    def _write(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        """One transaction holding the buffered records and the caller's writes."""
-        with self._session.transaction() as conn:
-            pending = self._take_buffer()
-            try:
-                insert_buffer(conn, pending)
-                yield conn
-            except BaseException:
-                self._restore_buffer(pending)
-                raise
-
-    def _take_buffer(self) -> Buffer:
-        pending, self._buffer = self._buffer, Buffer()
-        return pending
-
-    def _restore_buffer(self, pending: Buffer) -> None:
-        newer, self._buffer = self._buffer, pending
-        self._buffer.merge(newer)
-
-    def _commit_buffer(self, conn: duckdb.DuckDBPyConnection) -> None:
-        if self.read_only or not len(self._buffer):
-            return
-        pending = self._take_buffer()
-        try:
-            conn.execute("BEGIN TRANSACTION")
-            try:
-                insert_buffer(conn, pending)
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-            conn.execute("COMMIT")
-        except BaseException:
-            self._restore_buffer(pending)
-            raise
-
-    def _maybe_flush(self) -> None:
-        if len(self._buffer) >= self._flush_every or self._buffer.array_bytes >= _BUFFER_BYTES:
-            self.flush()
-
-    def _require(
-        self, conn: duckdb.DuckDBPyConnection, table: str, column: str, value: object
-    ) -> None:
-        """Raise `KeyNotFoundError` unless a row of `table` has `column` = `value`."""
-        if (
-            not isinstance(value, str)
-            or not conn.execute(f"SELECT 1 FROM {table} WHERE {column} = ?", [value]).fetchall()
-        ):
-            raise KeyNotFoundError(
-                f"no {column[:-3]} with id {value!r} in workspace {self._root}", key=str(value)
-            )
-
-    def _update(
-        self,
-        conn: duckdb.DuckDBPyConnection | None,
-        table: str,
-        column: str,
-        key: str,
-        assignments: dict[str, Any],
-    ) -> None:
-        """``UPDATE table SET ... WHERE column = key`` (columns from code, never from callers).
-
-        Runs in its own transaction unless given the connection of one already open.
-        """
-        if conn is None:
-            with self._write() as conn:
-                self._require(conn, table, column, key)
-                self._update(conn, table, column, key, assignments)
-            return
-        sets = ", ".join(f"{name} = ?" for name in assignments)
-        conn.execute(f"UPDATE {table} SET {sets} WHERE {column} = ?", [*assignments.values(), key])
 
     # ------------------------------------------------------------------ runs
 
@@ -443,6 +309,7 @@ class WorkspaceStore(Closing, WorkspaceReads):
                 [_records.utc_now(), message, pipeline_id],
             )
         self._parents.forget()
+        self._forget_keys()
 
     # ------------------------------------------------------------------ chains
 
@@ -577,14 +444,32 @@ class WorkspaceStore(Closing, WorkspaceReads):
         exclusion_count: int,
         exclusion_rate: float,
         preprocessings: str = "",
+        prediction_id: str | None = None,
+        refit_context: str | None = None,
     ) -> str:
         """Record one prediction and return its id (a UUID string).
+
+        As in nirs4all 0.7.1, a prediction with the same pipeline, chain, fold, partition,
+        model name and branch as a stored one *replaces* it (its arrays are dropped too)
+        and keeps its id; with ``chain_id=None`` it always adds (0.7.1's NULL never equals
+        NULL), while ``chain_id=""`` (what nirs4all passes for an unresolved chain, stored
+        as no chain) matches the stored predictions without a chain. Otherwise the id is
+        `prediction_id` when given (replacing any prediction of that id), else a new UUID.
+        `refit_context` is nirs4all's label for refit entries.
 
         The record is buffered (see the class Notes for when it is acknowledged); it is
         validated now, so bad input raises here: NaN or infinite scores, a name with a path
         separator, an unknown pipeline or chain id (`KeyNotFoundError`).
         """
         self._session.check_writable()
+        keyed = chain_id is not None  # 0.7.1: a NULL chain never equals another (always adds)
+        if chain_id == "":
+            chain_id = None  # type: ignore[assignment]
+        chosen = (
+            None
+            if prediction_id is None
+            else _records.parse_text(prediction_id, what="prediction_id")
+        )
         values = _records.prediction_values(
             (
                 pipeline_id,
@@ -608,18 +493,58 @@ class WorkspaceStore(Closing, WorkspaceReads):
                 branch_name,
                 exclusion_count,
                 exclusion_rate,
+                refit_context,
             )
         )  # fmt: skip  (the order of _records.PREDICTION_FIELDS)
         if not self._parents.knows(self._session.lease, values[0], values[1]):
             with self._session.connection() as conn:
                 self._check_parents(conn, {(values[0], values[1])})
-        prediction_id = _records.new_id()
+        key = (values[1] or "", values[5], values[6], values[3], values[17])  # see natural_key
         with self._session.mutex:
             self._session.check_open()
-            self._buffer.predictions.append((prediction_id, *values, _records.utc_now_us()))
-            self._buffer.n_samples[prediction_id] = values[12]
+            keys = self._keys_of(values[0]) if keyed else None
+            found = keys.get(key) if keys is not None else None
+            new_id = found or chosen or _records.new_id()
+            if found or chosen:
+                self._buffer.replaces.add(new_id)
+                self._buffer.arrays.pop(new_id, None)  # replaced: its old arrays go too
+            if keys is not None:
+                keys[key] = new_id
+            self._buffer.predictions.append((new_id, *values, _records.utc_now_us()))
+            self._buffer.n_samples[new_id] = values[12]
         self._maybe_flush()
-        return prediction_id
+        return new_id
+
+    def _forget_keys(self) -> None:
+        """Drop every learnt natural key (after a delete or a bulk save)."""
+        self._keys.forget()
+        self._last_keys = (-1, "", {})
+
+    def _keys_of(self, pipeline_id: str) -> dict[NaturalKey, str]:
+        """``{natural key: prediction id}`` of a pipeline, committed and buffered (lease-cached)."""
+        last = self._last_keys
+        if last[0] == self._session.lease and last[1] == pipeline_id:
+            return last[2]  # the pipeline of the previous save: no lookup at all
+        keys = self._keys.cached(self._session.lease, pipeline_id)
+        if keys is not None:
+            self._last_keys = (self._session.lease, pipeline_id, keys)
+            return keys
+        with self._session.connection() as conn:
+            rows = conn.execute(
+                "SELECT chain_id, fold_id, partition, model_name, branch_id, prediction_id "
+                "FROM predictions WHERE pipeline_id = ?",
+                [pipeline_id],
+            ).fetchall()
+            keys = self._keys.learn(
+                self._session.lease,
+                pipeline_id,
+                ((natural_key(r[0], r[1], r[2], r[3], r[4]), r[5]) for r in rows),
+            )
+        for row in self._buffer.predictions:  # held back or not yet committed
+            if row[1] == pipeline_id:
+                keys[natural_key(row[2], row[6], row[7], row[4], row[18])] = row[0]
+        self._last_keys = (self._session.lease, pipeline_id, keys)
+        return keys
 
     def _n_samples_of(self, prediction_id: str) -> int:
         n = self._buffer.n_samples.get(prediction_id)
@@ -698,65 +623,8 @@ class WorkspaceStore(Closing, WorkspaceReads):
                 ),
             )
             insert_new_predictions(conn, batch.predictions, batch.arrays)
+            self._forget_keys()  # the new rows' keys are not in the cache
         return batch.ids
-
-    # ------------------------------------------------------------------ artifacts
-
-    def save_artifact(self, obj: Any, operator_class: str, artifact_type: str, format: str) -> str:
-        """Persist an object content-addressed; the same content is stored once.
-
-        The id is the SHA-256 of the serialized bytes: saving equal content again returns
-        the same id and bumps the artifact's reference count. The file is written
-        atomically before its row is committed, under the workspace lock.
-        """
-        self._session.check_writable()
-        fmt = parse_format(format)
-        data = serialize(obj, fmt)
-        digest = sha256_bytes(data)
-        relative = ArtifactFiles.relative_path(digest, fmt)
-        with self._write() as conn:
-            bumped = conn.execute(
-                "UPDATE artifacts SET ref_count = ref_count + 1 WHERE artifact_id = ? RETURNING 1",
-                [digest],
-            ).fetchall()
-            if not bumped:
-                self._files.write(relative, data)
-                conn.execute(
-                    "INSERT INTO artifacts VALUES (?, ?, ?, ?, ?, ?, ?, 1, ?)",
-                    [digest, relative, digest,
-                     _records.parse_text(operator_class, what="operator_class", optional=True),
-                     _records.parse_text(artifact_type, what="artifact_type", optional=True),
-                     fmt, len(data), _records.utc_now()],
-                )  # fmt: skip
-        return digest
-
-    def _artifact_location(self, artifact_id: str) -> tuple[str, str, ArtifactFormat]:
-        row = self._fetch_dict(
-            "SELECT artifact_path, content_hash, format FROM artifacts WHERE artifact_id = ?",
-            [artifact_id],
-        )
-        if row is None:
-            raise KeyNotFoundError(
-                f"no artifact with id {artifact_id!r} in workspace {self._root}", key=artifact_id
-            )
-        fmt = parse_format(row["format"])
-        if row["artifact_path"] != ArtifactFiles.relative_path(row["content_hash"], fmt):
-            raise CorruptedFileError(
-                f"artifact {artifact_id!r} points to {row['artifact_path']!r}, outside its content "
-                f"address; refusing to load it", path=str(self._root / "store.duckdb"),
-            )  # fmt: skip
-        return row["artifact_path"], row["content_hash"], fmt
-
-    def load_artifact(self, artifact_id: str) -> Any:
-        """Load an artifact, checking its SHA-256 first (`IntegrityError` on mismatch)."""
-        with self._session.connection():  # hold the lock: no gc can remove the file meanwhile
-            relative, digest, fmt = self._artifact_location(artifact_id)
-            data = self._files.read_verified(relative, digest)
-        return deserialize(data, fmt)
-
-    def get_artifact_path(self, artifact_id: str) -> Path:
-        """The file of a stored artifact; unknown id raises `KeyNotFoundError`."""
-        return self._files.absolute(self._artifact_location(artifact_id)[0])
 
     # ------------------------------------------------------------------ logs
 
@@ -790,8 +658,6 @@ class WorkspaceStore(Closing, WorkspaceReads):
             self._buffer.logs.append(row)
         self._maybe_flush()
 
-    # ------------------------------------------------------------------ queries
-
     # ------------------------------------------------------------------ exports and replay
 
     def export_chain(
@@ -816,18 +682,24 @@ class WorkspaceStore(Closing, WorkspaceReads):
         self, output_path: str | os.PathLike[str], **filters: Any
     ) -> Path:
         """Write the predictions matching `filters` (those of `query_predictions`) as Parquet."""
-        sql, params = prediction_query(filters, limit=None, offset=0)
+        sql, params = prediction_query(filters, limit=None, offset=0, ordered=False)
         with self._read() as conn:
             batches = conn.sql(sql, params=params).to_arrow_reader(_EXPORT_BATCH_ROWS)
             return _export.write_parquet(batches, Path(output_path))
 
     def replay_chain(
-        self, chain_id: str, X: np.ndarray, wavelengths: np.ndarray | None = None
+        self,
+        chain_id: str,
+        X: np.ndarray,
+        wavelengths: np.ndarray | None = None,
+        *,
+        trust: bool = False,
     ) -> np.ndarray:
-        """Apply a stored chain to new `X`: transforms in order, then the fold models' mean."""
-        from holdall.workspace._replay import replay_chain
+        """Apply a stored chain to new `X`: transforms in order, then the fold models' mean.
 
-        return replay_chain(self, chain_id, X, wavelengths)
+        With `trust`, pickled artifacts another user's key signed (or none did) load too.
+        """
+        return replay_chain(self, chain_id, X, wavelengths, trust=trust)
 
     # ------------------------------------------------------------------ deletion and cleanup
 
@@ -851,39 +723,21 @@ class WorkspaceStore(Closing, WorkspaceReads):
                 deleted += count(conn.execute("DELETE FROM pipelines WHERE run_id = ?", [run_id]))
                 deleted += count(conn.execute("DELETE FROM runs WHERE run_id = ?", [run_id]))
             self._parents.forget()
+            self._forget_keys()
             for relative in freed:
                 self._files.remove(relative)
         return deleted
 
     def delete_prediction(self, prediction_id: str) -> bool:
-        """Delete one prediction and its arrays; unknown id raises `KeyNotFoundError`."""
+        """Delete one prediction and its arrays; False when no prediction has this id."""
         self._session.check_writable()
         with self._write() as conn:
-            self._require(conn, "predictions", "prediction_id", prediction_id)
             conn.execute("DELETE FROM prediction_arrays WHERE prediction_id = ?", [prediction_id])
-            conn.execute("DELETE FROM predictions WHERE prediction_id = ?", [prediction_id])
-        return True
-
-    def gc_artifacts(self) -> int:
-        """Remove unreferenced artifacts; return how many files were removed.
-
-        Removes rows with ``ref_count == 0`` that no chain references, files without a row
-        (left by a crash between file and row, or after a delete), and temporary files of
-        killed writers. Runs under the write lock, so no writer is mid-way.
-        """
-        self._session.check_writable()
-        with self._write() as conn:
-            conn.execute(
-                "UPDATE artifacts SET ref_count = r.n FROM (SELECT a, count(*) AS n FROM "
-                "(SELECT unnest(artifact_ids) AS a FROM chains) GROUP BY a) r "
-                "WHERE artifacts.artifact_id = r.a AND artifacts.ref_count < r.n"
+            deleted = count(
+                conn.execute("DELETE FROM predictions WHERE prediction_id = ?", [prediction_id])
             )
-            conn.execute("DELETE FROM artifacts WHERE ref_count <= 0")
-            live = {r[0] for r in conn.execute("SELECT artifact_path FROM artifacts").fetchall()}
-            removed = sum(
-                self._files.remove(rel) for rel in list(self._files.files()) if rel not in live
-            )
-        return removed
+            self._forget_keys()
+        return deleted > 0
 
     def vacuum(self) -> None:
         """Shrink ``store.duckdb``: copy the live data into a fresh file and swap it in atomically.

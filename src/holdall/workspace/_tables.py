@@ -33,9 +33,10 @@ PREDICTION_COLUMNS = (
     "prediction_id", "pipeline_id", "chain_id", "dataset_name", "model_name", "model_class",
     "fold_id", "partition", "val_score", "test_score", "train_score", "metric", "task_type",
     "n_samples", "n_features", "scores", "best_params", "preprocessings", "branch_id",
-    "branch_name", "exclusion_count", "exclusion_rate", "created_at",
+    "branch_name", "exclusion_count", "exclusion_rate", "refit_context", "created_at",
 )  # fmt: skip
-"""Columns of the ``predictions`` table, in order (rows are tuples in this order)."""
+"""Columns of the ``predictions`` table (buffered rows are tuples in this order; rows are
+inserted by name)."""
 
 LOG_COLUMNS = (
     "log_id", "pipeline_id", "step_idx", "operator_class", "event", "duration_ms", "message",
@@ -53,6 +54,9 @@ class Buffer:
     arrays: dict[str, _records.PreparedArrays] = field(default_factory=dict)
     logs: list[tuple[Any, ...]] = field(default_factory=list)
     array_bytes: int = 0
+    replaces: set[str] = field(default_factory=set)
+    """Ids of buffered predictions that may replace a committed one (same natural key, or
+    an id the caller chose): their old row and arrays are deleted at commit."""
 
     def __len__(self) -> int:
         return len(self.predictions) + len(self.arrays) + len(self.logs)
@@ -64,6 +68,7 @@ class Buffer:
         self.arrays |= newer.arrays
         self.logs += newer.logs
         self.array_bytes += newer.array_bytes
+        self.replaces |= newer.replaces
 
 
 _WITH_PARENT = "WHERE pipeline_id IN (SELECT pipeline_id FROM pipelines)"
@@ -80,8 +85,20 @@ def insert_buffer(conn: duckdb.DuckDBPyConnection, pending: Buffer) -> None:
     """
     fresh: list[_records.PreparedArrays] = []
     older = list(pending.arrays.values())
+    if pending.replaces:
+        replaced = pa.table({"prediction_id": pa.array(sorted(pending.replaces), pa.string())})
+        conn.register("_holdall_replaced", replaced)
+        try:
+            for table in ("prediction_arrays", "predictions"):
+                conn.execute(
+                    f"DELETE FROM {table} WHERE prediction_id IN "
+                    "(SELECT prediction_id FROM _holdall_replaced)"
+                )
+        finally:
+            conn.unregister("_holdall_replaced")
     if pending.predictions:
-        rows = rows_table(PREDICTION_COLUMNS, pending.predictions)
+        latest = {row[0]: row for row in pending.predictions}  # a key saved twice: last wins
+        rows = rows_table(PREDICTION_COLUMNS, list(latest.values()))
         if _insert(conn, "predictions", rows, _WITH_PARENTS) == rows.num_rows:
             # Every new prediction went in: arrays of new ids need no delete and no check.
             fresh = [a for a in older if a.prediction_id in pending.n_samples]
@@ -114,7 +131,9 @@ def _insert(conn: duckdb.DuckDBPyConnection, table: str, rows: pa.Table, where: 
     """
     conn.register("_holdall_rows", rows)
     try:
-        return count(conn.execute(f"INSERT INTO {table} SELECT * FROM _holdall_rows {where}"))
+        return count(
+            conn.execute(f"INSERT INTO {table} BY NAME SELECT * FROM _holdall_rows {where}")
+        )
     finally:
         conn.unregister("_holdall_rows")
 
