@@ -13,27 +13,11 @@ import xarray as xr
 import zarr
 
 from holdall import OptStorage
+from tests.conformance.values import NUMERIC_DTYPES
 
 tensorstore = pytest.importorskip("tensorstore", reason="tensorstore is in the test extra")
 
-_DTYPES = [
-    "bool",
-    "int8",
-    "int16",
-    "int32",
-    "int64",
-    "uint8",
-    "uint16",
-    "uint32",
-    "uint64",
-    "float16",
-    "float32",
-    "float64",
-    "complex64",
-    "complex128",
-    ">i4",
-    ">f8",
-]
+_DTYPES = [*NUMERIC_DTYPES, ">i4", ">f8"]
 
 
 def _arrays() -> dict[str, np.ndarray[Any, Any]]:
