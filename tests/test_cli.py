@@ -309,3 +309,21 @@ def test_progress_bar_redraws_in_place_on_a_terminal(tmp_path: Path, zarr_store:
     assert "\r" in text  # redrawn in place
     assert "3/3" in text
     assert text.count("\n") <= 2
+
+
+def test_a_closed_pipe_ends_the_command_quietly(tmp_path: Path) -> None:
+    with OptStorage(tmp_path / "s.zarr") as store:
+        for index in range(200):
+            store.save_data(f"k{index:03d}", np.arange(3))
+        store.compress_store()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "holdall.cli", "info", str(tmp_path / "s.zarr.data")],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert process.stdout is not None
+    process.stdout.readline()
+    process.stdout.close()  # like `| head -1`
+    _, err = process.communicate(timeout=60)
+    assert b"Traceback" not in err
+    assert process.returncode in (0, 141)

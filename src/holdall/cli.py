@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -293,6 +294,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except HoldallError as err:
         print(f"holdall: error: {err}", file=sys.stderr)
         return 2
+    except BrokenPipeError:
+        # The reader of a pipe went away (``holdall info ... | head``): stop quietly, as
+        # Unix tools do, and keep Python from complaining again when it flushes stdout.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
 
 
 if __name__ == "__main__":
