@@ -22,7 +22,6 @@ removed when the store closes, so a closed store is a plain Zarr hierarchy.
 from __future__ import annotations
 
 import contextlib
-import errno
 import fcntl
 import json
 import os
@@ -39,9 +38,7 @@ __all__ = [
     "CONTROL",
     "ROOT_STAGE",
     "WorkingDirectory",
-    "ensure_not_symlink",
     "is_zarr_owned",
-    "read_no_follow",
     "safe_parent",
 ]
 
@@ -178,25 +175,6 @@ class WorkingDirectory:
     def staged(self, relative: str) -> Path:
         """Where the file or folder `relative` (a store path) is staged."""
         return self.stage.joinpath(*relative.split("/"))
-
-    def write_staged(self, relative: str, data: bytes | bytearray | memoryview) -> None:
-        """Write one staged file (the stage is private to this writer: no temporary name)."""
-        target = self.staged(relative)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        with open(target, "wb") as handle:
-            handle.write(data)
-            if self._fsync:
-                handle.flush()
-                os.fsync(handle.fileno())
-
-    def discard_staged(self, relative: str) -> None:
-        """Forget what is staged at `relative` (a replaced or failed write)."""
-        target = self.staged(relative)
-        if target.is_dir() and not target.is_symlink():
-            shutil.rmtree(target)
-        else:
-            with contextlib.suppress(FileNotFoundError):
-                target.unlink()
 
     # ----------------------------------------------------------------- commit
 
@@ -362,27 +340,3 @@ def _is_v3_array(document: Path) -> bool:
         return bool(json.loads(document.read_bytes()).get("node_type") == "array")
     except (OSError, ValueError, AttributeError):
         return False
-
-
-def ensure_not_symlink(path: Path) -> None:
-    """Raise `UnsafePathError` when `path` itself is a symbolic link."""
-    if path.is_symlink():
-        raise UnsafePathError(
-            f"{path} is a symbolic link inside a store; holdall never packs or writes through "
-            "a link",
-            path=str(path),
-        )
-
-
-def read_no_follow(path: Path) -> bytes | None:
-    """The bytes of `path`, refusing a final symbolic link; None when missing."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-    except FileNotFoundError:
-        return None
-    except OSError as err:
-        if err.errno == errno.ELOOP:
-            ensure_not_symlink(path)
-        raise
-    with os.fdopen(fd, "rb") as handle:
-        return handle.read()
