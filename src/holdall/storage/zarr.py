@@ -874,19 +874,19 @@ class OptStorage(DataStorage):
         if not (self._dirty or self._deleted or self._metadata_dirty):
             return
         moves = self._move_roots()
-        deletes = sorted(
-            path for path in self._deleted if not any(_within(path, move) for move in moves)
-        )
+        moved = set(moves)
+        deletes = sorted(path for path in self._deleted if not _below_any(path, moved))
+        deleted = set(deletes)
         generation = self._generation + 1
         stage = self._stage_base() / "stage"
-        for move in moves:
-            for path, node in self._nodes.items():
-                if not _within(path, move):
-                    continue
-                for name, data in node.documents.items():
-                    _write_file(stage.joinpath(*join(path, name).split("/")), data)
+        moved_nodes = [
+            (path, node) for path, node in self._nodes.items() if _below_any(path, moved)
+        ]
+        for path, node in moved_nodes:
+            for name, data in node.documents.items():
+                _write_file(stage.joinpath(*join(path, name).split("/")), data)
         for name, data in list(self._pending.items()):
-            if any(_within(name, move) for move in moves):
+            if _below_any(name, moved):
                 _write_file(stage.joinpath(*name.split("/")), data)
         root_files = {METADATA_FILE: self._metadata_bytes()}
         root_files.update(root_documents(self._nodes, self._zarr_format, generation))
@@ -897,12 +897,11 @@ class OptStorage(DataStorage):
         else:
             self._upload(moves, deletes, root_files)
         self._generation = generation
-        for path in deletes:
-            self._committed = {p for p in self._committed if not _within(p, path)}
-        for path, node in self._nodes.items():
-            if any(_within(path, move) for move in moves):
-                node.source = "live"
-                self._committed.add(path)
+        if deleted:
+            self._committed = {p for p in self._committed if not _below_any(p, deleted)}
+        for path, node in moved_nodes:
+            node.source = "live"
+            self._committed.add(path)
         self._committed.add("")
         self._pending.clear()
         self._pending_bytes = 0
@@ -924,7 +923,7 @@ class OptStorage(DataStorage):
                 if candidate not in self._committed or depth == len(parts):
                     roots.add(candidate)
                     break
-        return sorted(p for p in roots if not any(_within(p, q) and p != q for q in roots))
+        return sorted(p for p in roots if not _below_any(p.rpartition("/")[0], roots))
 
     def _upload(self, moves: list[str], deletes: list[str], root_files: dict[str, bytes]) -> None:
         """Remote commit: upload staged subtrees, remove deleted ones, root documents last."""
@@ -1167,5 +1166,10 @@ def _write_file(path: Path, data: bytes) -> None:
     path.write_bytes(data)
 
 
-def _within(path: str, root: str) -> bool:
-    return path == root or path.startswith(root + "/")
+def _below_any(path: str, roots: set[str]) -> bool:
+    """True when `path` is one of `roots` or lies below one (a walk up its prefixes: no scan)."""
+    while path:
+        if path in roots:
+            return True
+        path = path.rpartition("/")[0]
+    return False
