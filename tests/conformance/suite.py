@@ -176,15 +176,28 @@ class StorageTests:
         assert "'bad" in str(info.value)
         assert "bad" not in store
 
-    def test_nan(self, store: DataStorage) -> None:
-        value = np.array([1.0, np.nan])
+    @pytest.mark.parametrize(
+        "value",
+        [
+            np.array([1.0, np.nan]),
+            np.array([np.inf, np.nan, -np.inf], dtype=np.float16),
+            np.array([1 + 1j, complex(2.0, np.nan)]),
+        ],
+        ids=["float64", "float16_between_infinities", "complex_nan_imaginary"],
+    )
+    def test_nan(self, store: DataStorage, value: np.ndarray[Any, Any]) -> None:
         if self.rejects_nan:
-            with pytest.raises(InvalidValueError, match="NaN"):
+            with pytest.raises(InvalidValueError, match="1 NaN"):
                 store.save_data("nan", value)
             assert "nan" not in store
         else:
             store.save_data("nan", value)
             assert_same(self.reopen(store).load_data("nan"), value)
+
+    def test_infinities_without_nan_are_stored(self, store: DataStorage) -> None:
+        value = np.array([np.inf, -np.inf, 1.0], dtype=np.float32)
+        store.save_data("inf", value)
+        assert_same(self.reopen(store).load_data("inf"), value)
 
     def test_dict_with_bad_name_is_refused_whole(self, store: DataStorage) -> None:
         with pytest.raises(InvalidKeyError):

@@ -101,3 +101,59 @@ def test_the_delta_filter_is_an_explicit_opt_in(tmp_path: Path) -> None:
     assert codecs[0]["name"] == "numcodecs.delta"
     with OptStorage(path, mode="r") as store:
         np.testing.assert_array_equal(store.load_data("a"), values)
+
+
+def _surface_points(side: int) -> np.ndarray[Any, Any]:
+    """Points of a cylinder on a UV grid, components last: the layout CAD tools export."""
+    v = np.linspace(0, 2 * np.pi, side, dtype=np.float32)
+    height = np.linspace(0, 10, side, dtype=np.float32)[:, None] * np.ones((1, side), np.float32)
+    ring = np.broadcast_to(v, (side, side))
+    return np.stack([np.cos(ring) * 2, np.sin(ring) * 2, height], axis=-1)
+
+
+def test_points_are_stored_component_major_and_every_reader_gets_them_back(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "s.zarr"
+    points = _surface_points(700)  # 5.6 MiB: sampled, two chunks
+    with OptStorage(path) as store:
+        store.save_data("points", points)
+        info = next(i for i in store.inspect() if i.path == "points")
+    codecs = json.loads((path / "points" / "zarr.json").read_text())["codecs"]
+    assert codecs[0] == {"name": "transpose", "configuration": {"order": [2, 0, 1]}}
+    assert info.codec.startswith("transpose>")
+    with OptStorage(path, mode="r") as store:
+        loaded = store.load_data("points")
+    assert loaded.flags.c_contiguous
+    np.testing.assert_array_equal(loaded, points)
+    np.testing.assert_array_equal(zarr.open_array(path / "points", mode="r")[...], points)
+    opened = tensorstore.open(
+        {"driver": "zarr3", "kvstore": {"driver": "file", "path": str(path / "points")}},
+        open=True,
+    ).result()
+    np.testing.assert_array_equal(opened.read().result(), points)
+    np.testing.assert_array_equal(xr.open_zarr(path)["points"].values, points)
+
+
+def test_a_single_transposed_chunk_reads_back_in_c_order(tmp_path: Path) -> None:
+    path = tmp_path / "s.zarr"
+    points = _surface_points(400)  # 1.8 MiB: one chunk, sampled
+    with OptStorage(path) as store:
+        store.save_data("points", points)
+    assert json.loads((path / "points" / "zarr.json").read_text())["codecs"][0]["name"] == (
+        "transpose"
+    )
+    with OptStorage(path, mode="r") as store:
+        loaded = store.load_data("points")
+    assert loaded.flags.c_contiguous and loaded.flags.writeable
+    np.testing.assert_array_equal(loaded, points)
+
+
+def test_format_2_has_no_transpose_codec_and_keeps_c_order(tmp_path: Path) -> None:
+    path = tmp_path / "s.zarr"
+    points = _surface_points(700)
+    with OptStorage(path, zarr_format=2) as store:
+        store.save_data("points", points)
+    zarray = json.loads((path / "points" / ".zarray").read_text())
+    assert zarray["order"] == "C" and zarray["filters"] is None
+    np.testing.assert_array_equal(zarr.open_array(path / "points", mode="r")[...], points)

@@ -129,9 +129,16 @@ def parse_array(array: np.ndarray[Any, Any], *, key: str) -> np.ndarray[Any, Any
     )
 
 
+def _has_nan(array: np.ndarray[Any, Any]) -> bool:
+    """True if `array` holds a NaN; a minimum propagates NaN, so no mask array is built."""
+    if array.dtype.kind == "c":
+        return _has_nan(array.real) or _has_nan(array.imag)
+    return bool(np.isnan(np.min(array)))
+
+
 def check_no_nan(array: np.ndarray[Any, Any], *, key: str) -> None:
     """Raise `InvalidValueError` if a float or complex `array` holds NaN."""
-    if array.dtype.kind in "fc" and array.size and np.isnan(array).any():
+    if array.dtype.kind in "fc" and array.size and _has_nan(array):
         count = int(np.count_nonzero(np.isnan(array)))
         raise InvalidValueError(
             f"cannot store {key!r}: it holds {count} NaN value(s) out of {array.size}; "

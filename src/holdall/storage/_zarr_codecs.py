@@ -5,9 +5,9 @@ would take a quarter second. `ArraySpec` describes one array's on-disk layout (t
 a Zarr v2 ``.zarray`` or v3 ``zarr.json`` document); `encode_array` turns a numpy array into
 those documents plus its chunk bytes, and `decode_array` reads them back, decompressing
 chunks in parallel straight into the output. What comes out is standard Zarr that
-zarr-python and xarray read. Layouts this module does not handle (sharding, transposes,
-exotic filters) are reported by `parse_array_document` returning None, and the caller falls
-back to zarr-python.
+zarr-python and xarray read. Layouts this module does not handle (sharding, a transpose after
+other codecs, exotic filters) are reported by `parse_array_document` returning None, and the
+caller falls back to zarr-python.
 """
 
 from __future__ import annotations
@@ -16,8 +16,9 @@ import json
 import math
 import os
 import struct
+from collections import deque
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import lru_cache
 from itertools import product
@@ -102,6 +103,8 @@ class ArraySpec:
     """Value of chunks that were never written."""
     checksum: bool = False
     """Each chunk ends with the CRC-32C of its bytes (the Zarr v3 core ``crc32c`` codec)."""
+    transpose: tuple[int, ...] | None = None
+    """For format 3: the order of the core ``transpose`` codec applied to each chunk first."""
 
     @property
     def is_string(self) -> bool:
@@ -142,6 +145,8 @@ class ArraySpec:
                 _VLEN_UTF8.encode(np.ascontiguousarray(block, dtype=object).ravel()), dtype=np.uint8
             )
         else:
+            if self.transpose is not None:
+                block = block.transpose(self.transpose)
             values = np.ascontiguousarray(block, dtype=self.dtype.newbyteorder("="))
             for codec in self.filters:
                 values = codec.encode(values)
@@ -178,6 +183,9 @@ class ArraySpec:
             values = values.astype(self.dtype.newbyteorder("="), copy=False)
             for codec in reversed(self.filters):
                 values = np.frombuffer(codec.decode(values), dtype=values.dtype)
+            if self.transpose is not None:
+                stored = values.reshape([self.chunks[axis] for axis in self.transpose])
+                return stored.transpose(tuple(np.argsort(self.transpose)))
             return values.reshape(self.chunks, order=self.order)
         except (RuntimeError, ValueError, TypeError) as err:
             raise CorruptedFileError(f"chunk {path} cannot be decoded: {err}", path=path) from err
@@ -250,40 +258,92 @@ def _fast_codec(dtype: np.dtype[Any]) -> Codec:
 
 
 def _candidates(dtype: np.dtype[Any]) -> list[Codec]:
-    """Codecs tried on large arrays, fastest first (measured: docs/benchmarks.md)."""
-    shuffle = numcodecs.Blosc.BITSHUFFLE if dtype.kind in "biu" else numcodecs.Blosc.SHUFFLE
+    """Codecs tried on large arrays, fastest first (measured: docs/benchmarks.md).
+
+    Blosc runs on 1-4 MiB blocks: its default blocks (tens of KiB) miss the repeats of
+    arrays whose rows recur, which Zstd-12 finds. Byte shuffle for multi-byte items; one-byte
+    items (bools) compress fastest unshuffled.
+    """
+    shuffle = numcodecs.Blosc.SHUFFLE if dtype.itemsize > 1 else numcodecs.Blosc.NOSHUFFLE
     return [
-        _fast_codec(dtype),
-        numcodecs.Blosc(cname="zstd", clevel=1, shuffle=shuffle),
+        numcodecs.Blosc(cname="lz4", clevel=5, shuffle=shuffle, blocksize=_MiB),
+        numcodecs.Blosc(cname="zstd", clevel=1, shuffle=shuffle, blocksize=_MiB),
         numcodecs.Zstd(level=3),
+        numcodecs.Blosc(cname="zstd", clevel=3, shuffle=shuffle, blocksize=4 * _MiB),
     ]
 
 
-def choose_compressor(sample: np.ndarray[Any, Any]) -> Codec:
-    """The fastest candidate whose ratio on `sample` reaches Zstd level 12's on the same bytes.
-
-    The seeds compress everything with Zstd-12, which is slow; the default must be much faster
-    without storing more bytes. Blosc's shuffle and small blocks win on noisy floats and
-    index-like integers, while data that repeats at long range (CAD surface grids) is
-    compressed well only by plain Zstd's window: no single codec is best everywhere, so large
-    arrays are sampled. When no candidate reaches Zstd-12's ratio, the one with the best ratio
-    is used. The choice is deterministic (ratios, not timings, decide; the candidates' order
-    encodes their speed, measured in docs/benchmarks.md).
-    """
-    # Keep the dtype: Blosc shuffles by the item size of what it is given.
-    flat = np.ascontiguousarray(sample).reshape(-1)
-    raw = flat[: max(1, _SAMPLE_BYTES // max(flat.itemsize, 1))]
-    candidates = _candidates(sample.dtype)
-    ratios = [raw.nbytes / max(len(codec.encode(raw)), 1) for codec in candidates]
-    reference = raw.nbytes / max(len(_REFERENCE.encode(raw)), 1)
-    for codec, ratio in zip(candidates, ratios, strict=True):
-        if ratio >= reference * (1 - _RATIO_TOLERANCE):
-            return codec
-    return candidates[ratios.index(max(ratios))]
-
+_MiB = 1024 * 1024
+#: Arrays whose last axis has at most this many items (x, y, z of points; RGB) may be stored
+#: transposed, that axis first, so each component's values lie together.
+_MAX_COMPONENTS = 16
 
 #: The seeds' compressor, whose ratio on the sample the default must reach.
 _REFERENCE = numcodecs.Zstd(level=12)
+
+
+def component_order(shape: tuple[int, ...], chunks: tuple[int, ...]) -> tuple[int, ...] | None:
+    """The transpose order putting a small last axis first, or None when it does not apply."""
+    if len(shape) < 2 or not 1 < shape[-1] <= _MAX_COMPONENTS or chunks[-1] != shape[-1]:
+        return None
+    return (len(shape) - 1, *range(len(shape) - 1))
+
+
+def choose_layout(
+    chunk: np.ndarray[Any, Any],
+    filters: tuple[Codec, ...],
+    order: tuple[int, ...] | None,
+) -> tuple[tuple[int, ...] | None, Codec]:
+    """(transpose order, compressor): the fastest trial reaching Zstd level 12's ratio.
+
+    The seeds compress everything with Zstd-12, which is slow; the default must be much faster
+    without storing more bytes. No single codec is best everywhere (Blosc's shuffle wins on
+    noisy floats, long-range repeats need large blocks or Zstd's window), so a large array's
+    first chunk is sampled: each candidate compresses the sample as stored (`order`, when
+    given, is tried first: component-major points compress far better, docs/benchmarks.md),
+    and the first, in the candidates' speed order, whose ratio reaches Zstd-12's on the same
+    values wins. When none reaches it, the best ratio wins. Ratios, not timings, decide, so the
+    choice is the same on every machine.
+    """
+    if order is None:
+        flat = np.ascontiguousarray(chunk).reshape(-1)
+        points = flat[: max(1, _SAMPLE_BYTES // max(flat.itemsize, 1))]
+    else:
+        components = chunk.shape[-1]
+        rows = np.ascontiguousarray(chunk).reshape(-1, components)
+        points = rows[: max(1, _SAMPLE_BYTES // max(rows.itemsize * components, 1))]
+    layouts: list[tuple[tuple[int, ...] | None, np.ndarray[Any, Any]]] = [
+        (None, points.reshape(-1))
+    ]
+    if order is not None:
+        layouts.insert(0, (order, np.ascontiguousarray(points.T).reshape(-1)))
+    trials = [
+        (layout, codec, _filtered(sample, filters))
+        for layout, sample in layouts
+        for codec in _candidates(chunk.dtype)
+    ]
+    plain = _filtered(points.reshape(-1), filters)
+    # The trial encodes run in the codec threads: Zstd-12's alone is as long as all the others.
+    pool = _pool()
+    reference = pool.submit(_encoded_size, _REFERENCE, plain)
+    sizes = [pool.submit(_encoded_size, codec, values) for _, codec, values in trials]
+    target = points.nbytes / max(reference.result(), 1) * (1 - _RATIO_TOLERANCE)
+    ratios = [points.nbytes / max(size.result(), 1) for size in sizes]
+    best = next((i for i, ratio in enumerate(ratios) if ratio >= target), None)
+    if best is None:
+        best = ratios.index(max(ratios))
+    return trials[best][0], trials[best][1]
+
+
+def _encoded_size(codec: Codec, values: np.ndarray[Any, Any]) -> int:
+    return len(codec.encode(values))
+
+
+def _filtered(values: np.ndarray[Any, Any], filters: tuple[Codec, ...]) -> np.ndarray[Any, Any]:
+    """`values` after `filters` (delta), as the compressor would see them."""
+    for codec in filters:
+        values = np.asarray(codec.encode(np.ascontiguousarray(values)))
+    return values
 
 
 def preset_codecs(
@@ -292,30 +352,31 @@ def preset_codecs(
     compression: Compression,
     *,
     delta: bool,
-    first_chunk: tuple[slice, ...],
-) -> tuple[tuple[Codec, ...], Codec | None]:
-    """(filters, compressor) for `array` under a preset.
+    chunks: tuple[int, ...],
+    zarr_format: ZarrFormat,
+) -> tuple[tuple[Codec, ...], Codec | None, tuple[int, ...] | None]:
+    """(filters, compressor, transpose order) for `array` under a preset.
 
     `delta` adds numcodecs' delta filter to integer arrays (outside the Zarr v3 core spec:
     zarr-python warns on open and tensorstore cannot decode it); with "zstd12" it completes the
-    seeds' configuration.
+    seeds' configuration. Only format 3 has a transpose codec.
     """
     if compression == "none":
-        return (), None
+        return (), None, None
     is_int = dtype.kind in "iu"
     filters: tuple[Codec, ...] = (
         (numcodecs.Delta(dtype=dtype.newbyteorder("=").str),) if is_int and delta else ()
     )
     if compression == "zstd12":
-        return filters, numcodecs.Zstd(level=12)
+        return filters, numcodecs.Zstd(level=12), None
     if dtype.kind in "OSU":
-        return (), numcodecs.Zstd(level=3)
+        return (), numcodecs.Zstd(level=3), None
     if array.nbytes <= SMALL_ARRAY_BYTES:
-        return filters, _fast_codec(dtype)
-    sample = np.asarray(array[first_chunk])
-    for codec in filters:
-        sample = np.asarray(codec.encode(np.ascontiguousarray(sample)))
-    return filters, choose_compressor(sample)
+        return filters, _fast_codec(dtype), None
+    first_chunk = np.asarray(array[tuple(slice(0, c) for c in chunks)])
+    order = component_order(array.shape, chunks) if zarr_format == 3 else None
+    transpose, compressor = choose_layout(first_chunk, filters, order)
+    return filters, compressor, transpose
 
 
 def _fill_json(value: Any, dtype: np.dtype[Any]) -> Any:
@@ -370,7 +431,10 @@ def array_documents(
 ) -> dict[str, dict[str, Any]]:
     """The metadata documents of `spec`: ``zarr.json`` (v3) or ``.zarray`` + ``.zattrs`` (v2)."""
     if spec.zarr_format == 3:
-        codecs: list[dict[str, Any]] = [_codec_v3(c, spec.dtype) for c in spec.filters]
+        codecs: list[dict[str, Any]] = []
+        if spec.transpose is not None:
+            codecs.append({"name": "transpose", "configuration": {"order": list(spec.transpose)}})
+        codecs.extend(_codec_v3(c, spec.dtype) for c in spec.filters)
         if spec.is_string:
             codecs.append({"name": "vlen-utf8", "configuration": {}})
         elif spec.dtype.itemsize > 1 and spec.dtype.kind not in "S":
@@ -461,9 +525,8 @@ def new_spec(
     dtype = np.dtype(object) if array.dtype.kind in "UO" else array.dtype
     itemsize = max(array.dtype.itemsize, 1) if dtype.kind != "O" else 16
     chunks = choose_chunks(array.shape, itemsize, chunk_bytes)
-    first_chunk = tuple(slice(0, c) for c in chunks)
-    filters, compressor = preset_codecs(
-        array, dtype, compression, delta=delta, first_chunk=first_chunk
+    filters, compressor, transpose = preset_codecs(
+        array, dtype, compression, delta=delta, chunks=chunks, zarr_format=zarr_format
     )
     return ArraySpec(
         shape=array.shape,
@@ -477,31 +540,39 @@ def new_spec(
         if dtype.kind == "O"
         else (b"" if dtype.kind == "S" else np.zeros((), dtype)[()]),
         checksum=checksum and zarr_format == 3,
+        transpose=transpose,
     )
 
 
-def encode_array(spec: ArraySpec, array: np.ndarray[Any, Any]) -> Iterator[tuple[str, bytes]]:
-    """Yield (chunk key, compressed bytes) for every chunk of `array`, compressing in parallel.
+def encode_array(
+    spec: ArraySpec, array: np.ndarray[Any, Any], store: Callable[[str, bytes], None]
+) -> int:
+    """Compress every chunk of `array` and hand (chunk key, bytes) to `store`; return the bytes.
 
-    At most two chunks per worker are in flight, so memory stays bounded for large arrays.
+    Chunks are compressed and stored in the codec threads (numcodecs and file writes release
+    the GIL), so a large array's writes overlap its compression. `store` must be safe to call
+    from several threads. At most two chunks per worker are in flight, so memory stays bounded.
     """
     if array.dtype.kind == "U":
         array = array.astype(object)
+
+    def encode_one(index: tuple[int, ...]) -> int:
+        data = spec.encode_chunk(_block(array, spec, index))
+        store(spec.chunk_key(index), data)
+        return len(data)
+
     indices = list(spec.chunk_indices())
     if len(indices) <= 1:
-        for index in indices:
-            yield spec.chunk_key(index), spec.encode_chunk(_block(array, spec, index))
-        return
+        return sum(encode_one(index) for index in indices)
     pool = _pool()
     window = 2 * (pool._max_workers or 2)
-    pending: list[Any] = []
+    total = 0
+    pending: deque[Future[int]] = deque()
     for index in indices:
-        pending.append((index, pool.submit(spec.encode_chunk, _block(array, spec, index))))
+        pending.append(pool.submit(encode_one, index))
         if len(pending) >= window:
-            done_index, future = pending.pop(0)
-            yield spec.chunk_key(done_index), future.result()
-    for done_index, future in pending:
-        yield spec.chunk_key(done_index), future.result()
+            total += pending.popleft().result()
+    return total + sum(future.result() for future in pending)
 
 
 def _block(
@@ -522,7 +593,8 @@ def decode_array(
         data = get_chunk(key)
         if data is not None:
             chunk = spec.decode_chunk(data, path=f"{path}/{key}").astype(spec.dtype, copy=False)
-            return chunk if chunk.flags.writeable else chunk.copy()
+            contiguous = chunk.flags.writeable and chunk.flags.c_contiguous
+            return chunk if contiguous else np.ascontiguousarray(chunk).copy()
     out_dtype = spec.dtype
     out = np.empty(spec.shape, dtype=out_dtype)
     indices = list(spec.chunk_indices())
@@ -605,11 +677,17 @@ def _parse_v3(doc: dict[str, Any]) -> ArraySpec | None:
     endian = "<"
     serializer = None
     checksum = False
-    for config in doc["codecs"]:
+    transpose: tuple[int, ...] | None = None
+    for position, config in enumerate(doc["codecs"]):
         name = config["name"]
         if checksum:
             return None  # a codec after the checksum: not a layout holdall decodes itself
-        if name == "crc32c":
+        if name == "transpose" and position == 0:
+            order = config.get("configuration", {}).get("order")
+            if not isinstance(order, list) or sorted(order) != list(range(len(doc["shape"]))):
+                return None  # zarr-python's own reader will report it
+            transpose = tuple(order)
+        elif name == "crc32c":
             if serializer is None:
                 return None
             checksum = True
@@ -658,6 +736,7 @@ def _parse_v3(doc: dict[str, Any]) -> ArraySpec | None:
         v2_keys=encoding["name"] == "v2",
         fill_value=fill,
         checksum=checksum,
+        transpose=transpose,
     )
 
 

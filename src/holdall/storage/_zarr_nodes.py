@@ -258,7 +258,8 @@ def root_documents(
 
 def codec_label(spec: ArraySpec) -> str:
     """A short description of an array's codecs, such as ``blosc(lz4:5,shuffle)>crc32c``."""
-    steps = [codec.codec_id for codec in spec.filters]
+    steps = ["transpose"] if spec.transpose is not None else []
+    steps += [codec.codec_id for codec in spec.filters]
     if spec.compressor is not None:
         config = spec.compressor.get_config()
         if config["id"] == "blosc":

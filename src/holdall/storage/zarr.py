@@ -680,15 +680,18 @@ class OptStorage(DataStorage):
         nodes[path] = node
         total = sum(len(d) for d in node.documents.values())
         # Large chunks go to the scratch folder, mirroring the path below the saved key.
-        below = path[len(self._saving) :].lstrip("/")
-        for chunk_key, data in encode_array(spec, array):
-            if buffer:
+        if buffer:
+
+            def store(chunk_key: str, data: bytes) -> None:
                 pending[f"{path}/{chunk_key}"] = data
-            else:
-                folder = self._scratch_folder()
-                _write_file(folder.joinpath("v", *join(below, chunk_key).split("/")), data)
-            total += len(data)
-        return total
+
+        else:
+            below = self._scratch_folder().joinpath("v", *path[len(self._saving) :].split("/"))
+
+            def store(chunk_key: str, data: bytes) -> None:
+                _write_file(below.joinpath(*chunk_key.split("/")), data)
+
+        return total + encode_array(spec, array, store)
 
     def _stage_pending(self) -> None:
         """Move buffered chunks to the staging area (bounded memory for many small arrays)."""
