@@ -49,7 +49,7 @@ Compression = Literal["default", "zstd12", "none"]
 #: Arrays up to this many bytes get the fast fixed default codec without sampling.
 SMALL_ARRAY_BYTES = 1024 * 1024
 #: Bytes of the first chunk compressed by each candidate codec when choosing one.
-_SAMPLE_BYTES = 256 * 1024
+_SAMPLE_BYTES = 128 * 1024
 #: A candidate within this fraction of Zstd-12's sampled ratio counts as reaching it (the sample
 #: is a small part of the array; 1% keeps ties from flipping on noise).
 _RATIO_TOLERANCE = 0.01
@@ -134,8 +134,12 @@ class ArraySpec:
             for i, c, s in zip(index, self.chunks, self.shape, strict=True)
         )
 
-    def encode_chunk(self, block: np.ndarray[Any, Any]) -> bytes:
-        """Compressed bytes of one chunk (padded to the full chunk shape when at an edge)."""
+    def encode_chunk(self, block: np.ndarray[Any, Any]) -> tuple[bytes, ...]:
+        """The stored bytes of one chunk (padded to the full chunk shape when at an edge).
+
+        They come in parts to write one after the other, the payload and then its CRC-32C:
+        appending the checksum to the payload would copy megabytes per chunk.
+        """
         if block.shape != self.chunks:
             padded = np.full(self.chunks, self.fill_value, dtype=block.dtype)
             padded[tuple(slice(0, n) for n in block.shape)] = block
@@ -153,8 +157,8 @@ class ArraySpec:
             raw = np.ascontiguousarray(values, dtype=self.dtype)
         encoded = bytes(raw.data) if self.compressor is None else bytes(self.compressor.encode(raw))
         if self.checksum:
-            encoded += struct.pack("<I", google_crc32c.value(encoded))
-        return encoded
+            return encoded, struct.pack("<I", google_crc32c.value(encoded))
+        return (encoded,)
 
     def chunk_nbytes(self) -> int:
         """Uncompressed bytes of one full chunk (0 for strings, whose size varies)."""
@@ -266,7 +270,7 @@ def _candidates(dtype: np.dtype[Any]) -> list[Codec]:
     """
     shuffle = numcodecs.Blosc.SHUFFLE if dtype.itemsize > 1 else numcodecs.Blosc.NOSHUFFLE
     return [
-        numcodecs.Blosc(cname="lz4", clevel=5, shuffle=shuffle, blocksize=_MiB),
+        numcodecs.Blosc(cname="lz4", clevel=1, shuffle=shuffle, blocksize=_MiB),
         numcodecs.Blosc(cname="zstd", clevel=1, shuffle=shuffle, blocksize=_MiB),
         numcodecs.Zstd(level=3),
         numcodecs.Blosc(cname="zstd", clevel=3, shuffle=shuffle, blocksize=4 * _MiB),
@@ -301,8 +305,8 @@ def choose_layout(
     noisy floats, long-range repeats need large blocks or Zstd's window), so a large array's
     first chunk is sampled: each candidate compresses the sample as stored (`order`, when
     given, is tried first: component-major points compress far better, docs/benchmarks.md),
-    and the first, in the candidates' speed order, whose ratio reaches Zstd-12's on the same
-    values wins. When none reaches it, the best ratio wins. Ratios, not timings, decide, so the
+    and the first, in the candidates' speed order, whose ratio reaches the seeds' (Zstd-12,
+    after delta on integers) on the same values wins. When none reaches it, the best ratio wins. Ratios, not timings, decide, so the
     choice is the same on every machine.
     """
     if order is None:
@@ -318,21 +322,28 @@ def choose_layout(
     if order is not None:
         layouts.insert(0, (order, np.ascontiguousarray(points.T).reshape(-1)))
     trials = [
-        (layout, codec, _filtered(sample, filters))
+        (layout, codec, filtered)
         for layout, sample in layouts
+        for filtered in [_filtered(sample, filters)]
         for codec in _candidates(chunk.dtype)
     ]
-    plain = _filtered(points.reshape(-1), filters)
-    # The trial encodes run in the codec threads: Zstd-12's alone is as long as all the others.
-    pool = _pool()
-    reference = pool.submit(_encoded_size, _REFERENCE, plain)
-    sizes = [pool.submit(_encoded_size, codec, values) for _, codec, values in trials]
-    target = points.nbytes / max(reference.result(), 1) * (1 - _RATIO_TOLERANCE)
-    ratios = [points.nbytes / max(size.result(), 1) for size in sizes]
-    best = next((i for i, ratio in enumerate(ratios) if ratio >= target), None)
-    if best is None:
-        best = ratios.index(max(ratios))
-    return trials[best][0], trials[best][1]
+    # Zstd-12 runs in a codec thread while the candidates are tried here, fastest first; the
+    # first that reaches its ratio ends the search, so slow candidates rarely run.
+    reference = _pool().submit(
+        _encoded_size, _REFERENCE, _filtered(points.reshape(-1), _delta_filter(chunk.dtype))
+    )
+    ratios: list[float] = []
+    for layout, codec, values in trials:
+        ratios.append(points.nbytes / max(_encoded_size(codec, values), 1))
+        if ratios[-1] >= points.nbytes / max(reference.result(), 1) * (1 - _RATIO_TOLERANCE):
+            return layout, codec
+    best = trials[ratios.index(max(ratios))]
+    return best[0], best[1]
+
+
+def _delta_filter(dtype: np.dtype[Any]) -> tuple[Codec, ...]:
+    """numcodecs' delta filter for an integer dtype (none for other kinds)."""
+    return (numcodecs.Delta(dtype=dtype.newbyteorder("=").str),) if dtype.kind in "iu" else ()
 
 
 def _encoded_size(codec: Codec, values: np.ndarray[Any, Any]) -> int:
@@ -363,10 +374,7 @@ def preset_codecs(
     """
     if compression == "none":
         return (), None, None
-    is_int = dtype.kind in "iu"
-    filters: tuple[Codec, ...] = (
-        (numcodecs.Delta(dtype=dtype.newbyteorder("=").str),) if is_int and delta else ()
-    )
+    filters = _delta_filter(dtype) if delta else ()
     if compression == "zstd12":
         return filters, numcodecs.Zstd(level=12), None
     if dtype.kind in "OSU":
@@ -545,9 +553,12 @@ def new_spec(
 
 
 def encode_array(
-    spec: ArraySpec, array: np.ndarray[Any, Any], store: Callable[[str, bytes], None]
+    spec: ArraySpec, array: np.ndarray[Any, Any], store: Callable[[str, tuple[bytes, ...]], None]
 ) -> int:
-    """Compress every chunk of `array` and hand (chunk key, bytes) to `store`; return the bytes.
+    """Compress every chunk of `array` and hand (chunk key, its parts) to `store`.
+
+    Returns the bytes stored. The parts of a chunk (`ArraySpec.encode_chunk`) are written one
+    after the other.
 
     Chunks are compressed and stored in the codec threads (numcodecs and file writes release
     the GIL), so a large array's writes overlap its compression. `store` must be safe to call
@@ -557,9 +568,9 @@ def encode_array(
         array = array.astype(object)
 
     def encode_one(index: tuple[int, ...]) -> int:
-        data = spec.encode_chunk(_block(array, spec, index))
-        store(spec.chunk_key(index), data)
-        return len(data)
+        parts = spec.encode_chunk(_block(array, spec, index))
+        store(spec.chunk_key(index), parts)
+        return sum(len(part) for part in parts)
 
     indices = list(spec.chunk_indices())
     if len(indices) <= 1:

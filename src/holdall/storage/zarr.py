@@ -682,14 +682,14 @@ class OptStorage(DataStorage):
         # Large chunks go to the scratch folder, mirroring the path below the saved key.
         if buffer:
 
-            def store(chunk_key: str, data: bytes) -> None:
-                pending[f"{path}/{chunk_key}"] = data
+            def store(chunk_key: str, parts: tuple[bytes, ...]) -> None:
+                pending[f"{path}/{chunk_key}"] = b"".join(parts)
 
         else:
             below = self._scratch_folder().joinpath("v", *path[len(self._saving) :].split("/"))
 
-            def store(chunk_key: str, data: bytes) -> None:
-                _write_file(below.joinpath(*chunk_key.split("/")), data)
+            def store(chunk_key: str, parts: tuple[bytes, ...]) -> None:
+                _write_file(below.joinpath(*chunk_key.split("/")), *parts)
 
         return total + encode_array(spec, array, store)
 
@@ -1164,9 +1164,10 @@ def _read_local(path: Path) -> bytes | None:
         return None
 
 
-def _write_file(path: Path, data: bytes) -> None:
+def _write_file(path: Path, *parts: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(data)
+    with path.open("wb") as file:
+        file.writelines(parts)
 
 
 def _below_any(path: str, roots: set[str]) -> bool:
