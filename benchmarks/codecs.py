@@ -17,6 +17,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -78,10 +79,16 @@ def _write(path: Path, array: np.ndarray[Any, Any], **options: Any) -> tuple[flo
     return seconds, array.nbytes / info.chunk_bytes, info.codec
 
 
-def _median(run: Callable[[], tuple[float, float, str]], repeats: int) -> tuple[float, float, str]:
-    results = [run() for _ in range(repeats)]
-    seconds = sorted(r[0] for r in results)[len(results) // 2]
-    return seconds, results[0][1], results[0][2]
+def _medians(
+    runs: list[Callable[[], tuple[float, float, str]]], repeats: int
+) -> list[tuple[float, float, str]]:
+    """Each run's median seconds (with its ratio and codec); the runs take turns, so the noise
+    of a shared machine falls on all of them alike."""
+    results: list[list[tuple[float, float, str]]] = [[] for _ in runs]
+    for _ in range(repeats):
+        for run, out in zip(runs, results, strict=True):
+            out.append(run())
+    return [(sorted(r[0] for r in out)[len(out) // 2], out[0][1], out[0][2]) for out in results]
 
 
 def main() -> None:
@@ -104,11 +111,12 @@ def main() -> None:
             if array.dtype.kind in "iu"
         ]
         for name, array, options in runs:
-            default = _median(
-                lambda a=array, o=options: _write(work / "d.zarr", a, **o), args.repeats
-            )
-            seeds = _median(
-                lambda a=array: _write(work / "s.zarr", a, compression="zstd12", delta=True), 1
+            default, seeds = _medians(
+                [
+                    partial(_write, work / "d.zarr", array, **options),
+                    partial(_write, work / "s.zarr", array, compression="zstd12", delta=True),
+                ],
+                args.repeats,
             )
             speed = seeds[0] / default[0]
             ratio = default[1] / seeds[1]
@@ -149,7 +157,7 @@ def main() -> None:
             "",
             f"Command: `.venv/bin/python -m benchmarks.codecs --mib {args.mib}` on {machine_line()}. "
             f"{args.mib} MiB per array, 4 MiB chunks, CRC-32C on, both through holdall's encoder "
-            f"and thread pool; default: median of {args.repeats} writes, Zstd-12: one.",
+            f"and thread pool; medians of {args.repeats} writes each, the two taking turns.",
             "",
             table,
             "",

@@ -147,3 +147,28 @@ def test_nan_inside_sequences_is_checked(value: Any, tmp_path: Path) -> None:
 def test_to_json_reports_cycles_by_key() -> None:
     with pytest.raises(InvalidValueError, match=r"'meta/inner/back'.*contains itself"):
         to_json(_dict_cycle(), key="meta")
+
+
+@pytest.mark.parametrize(
+    ("shape", "dtype"),
+    [((600_000,), np.float32), ((3_000_000,), np.float64), ((1_500_000,), np.complex64)],
+    ids=["one_chunk", "many_chunks", "complex_many_chunks"],
+)
+def test_nan_in_the_last_chunk_of_a_large_array_keeps_the_old_value(
+    tmp_path: Path, shape: tuple[int, ...], dtype: Any
+) -> None:
+    """OptStorage scans large arrays for NaN while compressing them: the refusal is the same."""
+    path = tmp_path / "s.zarr"
+    old = np.arange(shape[0], dtype=dtype)
+    bad = old.copy()
+    bad[-1] = np.nan if np.dtype(dtype).kind == "f" else complex(0, np.nan)
+    with OptStorage(path) as store:
+        store.save_data("a", old)
+        store.flush()
+        with pytest.raises(InvalidValueError, match=r"'a'.* 1 NaN value\(s\) out of"):
+            store.save_data("a", bad)
+        staged = [p for p in (path / ".holdall").rglob("*") if p.is_file()]
+        assert not [p for p in staged if p.parent.name == "c"], "a refused chunk was left staged"
+        np.testing.assert_array_equal(store.load_data("a"), old)
+    with OptStorage(path, mode="r") as store:
+        np.testing.assert_array_equal(store.load_data("a"), old)

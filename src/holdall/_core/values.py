@@ -9,7 +9,7 @@ anything outside the model raises `UnsupportedTypeError`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 import numpy as np
@@ -29,6 +29,8 @@ __all__ = [
     "decode_node",
     "encode_value",
     "end_paths",
+    "has_nan",
+    "nan_error",
     "parse_array",
 ]
 
@@ -71,6 +73,9 @@ class Leaf:
     """The data, for every kind but ``none``, ``items`` and ``titems``."""
     items: tuple[Node, ...] = ()
     """The children of an ``items``/``titems`` leaf, in order."""
+    nan_key: str | None = None
+    """Set when the NaN check of `array` is left to the backend (see `encode_value`): the key
+    its error must name."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,24 +134,29 @@ def parse_array(array: np.ndarray[Any, Any], *, key: str) -> np.ndarray[Any, Any
     )
 
 
-def _has_nan(array: np.ndarray[Any, Any]) -> bool:
-    """True if `array` holds a NaN; a minimum propagates NaN, so no mask array is built."""
+def has_nan(array: np.ndarray[Any, Any]) -> bool:
+    """True if a float or complex `array` holds a NaN (a minimum propagates NaN: no mask)."""
     if array.dtype.kind == "c":
-        return _has_nan(array.real) or _has_nan(array.imag)
-    return bool(np.isnan(np.min(array)))
+        return has_nan(array.real) or has_nan(array.imag)
+    return array.dtype.kind == "f" and array.size > 0 and bool(np.isnan(np.min(array)))
+
+
+def nan_error(array: np.ndarray[Any, Any], *, key: str) -> InvalidValueError:
+    """The error refusing `array`, which holds NaN, under `key`."""
+    count = int(np.count_nonzero(np.isnan(array)))
+    return InvalidValueError(
+        f"cannot store {key!r}: it holds {count} NaN value(s) out of {array.size}; "
+        "clean the data, or open the storage with allow_nan=True to keep them",
+        key=key,
+        expected="no NaN",
+        got=f"{count} NaN",
+    )
 
 
 def check_no_nan(array: np.ndarray[Any, Any], *, key: str) -> None:
     """Raise `InvalidValueError` if a float or complex `array` holds NaN."""
-    if array.dtype.kind in "fc" and array.size and _has_nan(array):
-        count = int(np.count_nonzero(np.isnan(array)))
-        raise InvalidValueError(
-            f"cannot store {key!r}: it holds {count} NaN value(s) out of {array.size}; "
-            "clean the data, or open the storage with allow_nan=True to keep them",
-            key=key,
-            expected="no NaN",
-            got=f"{count} NaN",
-        )
+    if has_nan(array):
+        raise nan_error(array, key=key)
 
 
 class NestingGuard:
@@ -257,7 +267,14 @@ def _encode_sequence(
     return Leaf("titems" if is_tuple else "items", items=items)
 
 
-def encode_value(value: object, *, key: str, reject_nan: bool = False, copy: bool = True) -> Node:
+def encode_value(
+    value: object,
+    *,
+    key: str,
+    reject_nan: bool = False,
+    copy: bool = True,
+    defer_nan_above: int | None = None,
+) -> Node:
     """Check `value` and turn it into a node tree.
 
     With `copy` (the default) arrays are copied, so later mutation by the caller is harmless;
@@ -274,6 +291,10 @@ def encode_value(value: object, *, key: str, reject_nan: bool = False, copy: boo
         it sits in the value (inside dicts, lists and tuples too).
     copy
         Copy arrays into the tree (needed by backends that keep the tree itself).
+    defer_nan_above
+        With `reject_nan`, float and complex arrays of more bytes than this are not scanned
+        here: their leaf carries `Leaf.nan_key`, and the backend refuses NaN chunk by chunk
+        while it compresses them, which reads the data once instead of twice.
 
     Raises
     ------
@@ -283,7 +304,17 @@ def encode_value(value: object, *, key: str, reject_nan: bool = False, copy: boo
         NaN with `reject_nan`, an int beyond 64 bits, a value that contains itself or nests
         deeper than `MAX_NESTING_DEPTH`.
     """
-    return _encode(value, key=key, reject_nan=reject_nan, copy=copy, guard=NestingGuard())
+    deferred = (
+        reject_nan
+        and defer_nan_above is not None
+        and isinstance(value, np.ndarray)
+        and value.dtype.kind in "fc"
+        and value.nbytes > defer_nan_above
+    )
+    node = _encode(
+        value, key=key, reject_nan=reject_nan and not deferred, copy=copy, guard=NestingGuard()
+    )
+    return replace(node, nan_key=key) if deferred and isinstance(node, Leaf) else node
 
 
 def _encode(value: object, *, key: str, reject_nan: bool, copy: bool, guard: NestingGuard) -> Node:

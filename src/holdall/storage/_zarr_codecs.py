@@ -18,7 +18,7 @@ import os
 import struct
 from collections import deque
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from functools import lru_cache
 from itertools import product
@@ -29,6 +29,7 @@ import numcodecs
 import numpy as np
 from numcodecs.abc import Codec
 
+from holdall._core.values import has_nan, nan_error
 from holdall.errors import CorruptedFileError, IntegrityError
 
 __all__ = [
@@ -553,22 +554,31 @@ def new_spec(
 
 
 def encode_array(
-    spec: ArraySpec, array: np.ndarray[Any, Any], store: Callable[[str, tuple[bytes, ...]], None]
+    spec: ArraySpec,
+    array: np.ndarray[Any, Any],
+    store: Callable[[str, tuple[bytes, ...]], None],
+    *,
+    nan_key: str | None = None,
 ) -> int:
     """Compress every chunk of `array` and hand (chunk key, its parts) to `store`.
 
     Returns the bytes stored. The parts of a chunk (`ArraySpec.encode_chunk`) are written one
-    after the other.
-
-    Chunks are compressed and stored in the codec threads (numcodecs and file writes release
-    the GIL), so a large array's writes overlap its compression. `store` must be safe to call
-    from several threads. At most two chunks per worker are in flight, so memory stays bounded.
+    after the other. Chunks are compressed and stored in the codec threads (numcodecs and file
+    writes release the GIL), so a large array's writes overlap its compression; `store` must
+    be safe to call from several threads. At most two chunks per worker are in flight, so
+    memory stays bounded. With `nan_key`, a chunk holding NaN stops the write with the
+    `InvalidValueError` naming that key (the scan rides on the compressor's pass over the
+    data). When anything fails, every chunk in flight has finished before the error is raised,
+    so the caller can remove what was stored.
     """
     if array.dtype.kind == "U":
         array = array.astype(object)
 
     def encode_one(index: tuple[int, ...]) -> int:
-        parts = spec.encode_chunk(_block(array, spec, index))
+        block = _block(array, spec, index)
+        if nan_key is not None and has_nan(block):
+            raise nan_error(array, key=nan_key)
+        parts = spec.encode_chunk(block)
         store(spec.chunk_key(index), parts)
         return sum(len(part) for part in parts)
 
@@ -579,11 +589,14 @@ def encode_array(
     window = 2 * (pool._max_workers or 2)
     total = 0
     pending: deque[Future[int]] = deque()
-    for index in indices:
-        pending.append(pool.submit(encode_one, index))
-        if len(pending) >= window:
-            total += pending.popleft().result()
-    return total + sum(future.result() for future in pending)
+    try:
+        for index in indices:
+            pending.append(pool.submit(encode_one, index))
+            if len(pending) >= window:
+                total += pending.popleft().result()
+        return total + sum(future.result() for future in pending)
+    finally:
+        wait(pending)
 
 
 def _block(

@@ -74,6 +74,9 @@ class DataStorage(Closing, ABC):
     rejects_nan: bool = False
     #: Whether the backend keeps saved arrays as they are (so they must be copied on save).
     keeps_arrays: bool = False
+    #: Saved arrays above this many bytes are scanned for NaN by the backend itself while it
+    #: encodes them (`encode_value`'s ``defer_nan_above``); None scans every value up front.
+    nan_scan_deferred_above: int | None = None
     #: Whether writes that violate the schema are refused (``set_schema(..., strict=True)``).
     _schema_strict: bool = False
 
@@ -143,7 +146,11 @@ class DataStorage(Closing, ABC):
         with self._lock:
             parts = self._writable_key(data_key)
             node = encode_value(
-                data, key=data_key, reject_nan=self.rejects_nan, copy=self.keeps_arrays
+                data,
+                key=data_key,
+                reject_nan=self.rejects_nan,
+                copy=self.keeps_arrays,
+                defer_nan_above=self.nan_scan_deferred_above,
             )
             self._check_against_schema(data_key, node)
             for depth in range(1, len(parts)):

@@ -137,6 +137,10 @@ class OptStorage(DataStorage):
         fsspec options for remote URLs (credentials, ``client_kwargs={"endpoint_url": ...}``).
     """
 
+    # Large arrays are scanned for NaN chunk by chunk in the codec threads, in the pass that
+    # compresses them (measured: a separate scan cost 10-15% of a 32 MiB write).
+    nan_scan_deferred_above = _BUFFER_ARRAY_BYTES
+
     def __init__(
         self,
         store_path: str | os.PathLike[str],
@@ -691,7 +695,7 @@ class OptStorage(DataStorage):
             def store(chunk_key: str, parts: tuple[bytes, ...]) -> None:
                 _write_file(below.joinpath(*chunk_key.split("/")), *parts)
 
-        return total + encode_array(spec, array, store)
+        return total + encode_array(spec, array, store, nan_key=leaf.nan_key)
 
     def _stage_pending(self) -> None:
         """Move buffered chunks to the staging area (bounded memory for many small arrays)."""
