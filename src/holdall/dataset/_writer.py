@@ -1,8 +1,8 @@
 """Writing the merged ``.dataset``: a Zarr v3 hierarchy, one group per schema group.
 
 Each array is the per-file arrays concatenated in file order along its leading dimension,
-written whole chunk by whole chunk (rows wait in a buffer of at most one chunk per array),
-so memory is bounded by the chunk sizes. Every group also holds ``file_id_code_<group>``
+written whole chunk by whole chunk (`GrowingArray`: rows wait in a buffer of at most one
+chunk per array), so memory is bounded by the chunk sizes. Every group also holds ``file_id_code_<group>``
 (each primary row's file code) and ``file_offsets`` (``n_files + 1`` row bounds along the
 primary dimension, ``file_offsets_<dim>`` for other leading dimensions), so the rows of
 file ``i`` are ``offsets[i]:offsets[i + 1]``. The root holds ``file_id_codes`` and, in its
@@ -11,6 +11,7 @@ attributes under ``holdall_dataset``, the file list and the plan (a schema dict)
 
 from __future__ import annotations
 
+import json
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -19,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from holdall._core.keys import check_name_lengths
+from holdall.dataset._arrays import GrowingArray, write_group
 from holdall.dataset._parts import GroupPlan, PartResult, cast_keeping_values, plan_from_schema
 from holdall.errors import CorruptedFileError, InvalidValueError
 
@@ -49,44 +51,6 @@ def plan_to_schema(plan: list[GroupPlan]) -> dict[str, Any]:
     return {"groups": groups}
 
 
-class _ArrayOut:
-    """One output array, appended to in whole chunks."""
-
-    def __init__(self, array: Any, chunk_rows: int) -> None:
-        self.array = array
-        self.chunk_rows = chunk_rows
-        self.written = int(array.shape[0])
-        self.pending: list[np.ndarray[Any, Any]] = []
-        self.pending_rows = 0
-
-    @property
-    def rows(self) -> int:
-        return self.written + self.pending_rows
-
-    def append(self, block: np.ndarray[Any, Any]) -> None:
-        if not len(block):
-            return
-        self.pending.append(block)
-        self.pending_rows += len(block)
-        if self.pending_rows >= self.chunk_rows:
-            self.flush(final=False)
-
-    def flush(self, *, final: bool) -> None:
-        if not self.pending:
-            return
-        data = np.concatenate(self.pending) if len(self.pending) > 1 else self.pending[0]
-        end = self.written + len(data)
-        stop = end if final else (end // self.chunk_rows) * self.chunk_rows
-        if stop <= self.written:
-            return
-        self.array.resize((stop, *self.array.shape[1:]))
-        self.array[self.written : stop] = data[: stop - self.written]
-        rest = data[stop - self.written :]
-        self.pending = [rest] if len(rest) else []
-        self.pending_rows = len(rest)
-        self.written = stop
-
-
 class DatasetWriter:
     """Append files to a ``.dataset`` folder (new, or an existing one to extend)."""
 
@@ -98,22 +62,14 @@ class DatasetWriter:
         chunk_rows: Callable[[GroupPlan], int],
         compress: bool,
     ) -> None:
-        import zarr
-        from zarr.codecs import BloscCodec, Crc32cCodec
-
         self.path = path
-        self._zarr = zarr
-        self._compressors = (
-            [BloscCodec(cname="lz4", clevel=5, shuffle="shuffle"), Crc32cCodec()]
-            if compress
-            else [Crc32cCodec()]
-        )
+        self._compress = compress
         self._chunk_rows = chunk_rows
-        existing = (path / "zarr.json").exists()
-        self.root: Any = zarr.open_group(str(path), mode="r+" if existing else "w-", zarr_format=3)
-        self._outputs: dict[str, _ArrayOut] = {}
-        if existing:
-            info = self.root.attrs.get(ATTRIBUTE)
+        self._outputs: dict[str, GrowingArray] = {}
+        self._root_attributes: dict[str, Any] = {}
+        if (path / "zarr.json").exists():
+            self._root_attributes = _root_attributes(path)
+            info = self._root_attributes.get(ATTRIBUTE)
             if not isinstance(info, dict) or info.get("format_version") != FORMAT_VERSION:
                 raise CorruptedFileError(
                     f"{path} is not a holdall dataset (no {ATTRIBUTE!r} root attribute of "
@@ -129,6 +85,11 @@ class DatasetWriter:
             }
             self.schema: dict[str, Any] = info.get("schema", {})
         else:
+            if path.exists():
+                raise CorruptedFileError(
+                    f"{path} exists and is not a Zarr group; cannot build a dataset there",
+                    path=str(path),
+                )
             self.files, self.codes = [], []
             self.plan = plan or []
             self.offsets = {g.name: {d: [0] for d in _leading_dimensions(g)} for g in self.plan}
@@ -144,16 +105,19 @@ class DatasetWriter:
                         root=str(path),
                         extra_path_bytes=64,
                     )
+            write_group(path, {})
+            for group in self.plan:
+                write_group(path / group.name, {})
         self._rows_written = 0
 
     def _read_offsets(self, group: GroupPlan, dim: str) -> list[int]:
         key = f"{group.name}/{_offsets_name(group, dim)}"
-        try:
-            bounds = [int(v) for v in self.root[key][...]]
-        except KeyError as err:
+        array = self._existing(key)
+        if array is None:
             raise CorruptedFileError(
                 f"{self.path}: {key!r} is missing; the dataset is incomplete", path=str(self.path)
-            ) from err
+            )
+        bounds = [int(v) for v in array.read()]
         if len(bounds) != len(self.files) + 1:
             raise CorruptedFileError(
                 f"{self.path}: {key!r} has {len(bounds)} bounds for {len(self.files)} files",
@@ -203,66 +167,64 @@ class DatasetWriter:
         self.files.append(result.stem)
         self.codes.append(code)
 
-    def _existing(self, key: str) -> Any:
-        if key in self._outputs:
-            return self._outputs[key].array
-        try:
-            return self.root[key]
-        except KeyError:
-            return None
+    def _existing(self, key: str) -> GrowingArray | None:
+        """The output array `key`, opened on first use; None when the dataset has none."""
+        if key not in self._outputs:
+            folder = self.path / key
+            if not (folder / "zarr.json").exists():
+                return None
+            self._outputs[key] = GrowingArray.open(folder)
+        return self._outputs[key]
 
-    def _output(self, group: GroupPlan, name: str, sample: np.ndarray[Any, Any]) -> _ArrayOut:
+    def _output(self, group: GroupPlan, name: str, sample: np.ndarray[Any, Any]) -> GrowingArray:
         key = f"{group.name}/{name}"
-        if key not in self._outputs:
-            array = self._existing(key)
-            if array is None:
-                plan = next(a for a in group.arrays if a.name == name)
-                lead = group.leading_dimension(plan)
-                if group.flatten or not plan.dims:
-                    rest = [f"{name}_dim_{i}" for i in range(1, sample.ndim)]
-                    if group.flatten and plan.dims:
-                        rest = list(plan.dims[2:])
-                else:
-                    rest = list(plan.dims[1:])
-                array = self._create(group, key, sample.shape[1:], sample.dtype, [lead, *rest])
-            self._outputs[key] = _ArrayOut(array, int(array.chunks[0]))
-        return self._outputs[key]
+        array = self._existing(key)
+        if array is None:
+            plan = next(a for a in group.arrays if a.name == name)
+            lead = group.leading_dimension(plan)
+            if group.flatten or not plan.dims:
+                rest = [f"{name}_dim_{i}" for i in range(1, sample.ndim)]
+                if group.flatten and plan.dims:
+                    rest = list(plan.dims[2:])
+            else:
+                rest = list(plan.dims[1:])
+            trailing = sample.shape[1:]
+            rows = self._rows_per_chunk(group, trailing, sample.dtype)
+            array = self._create(key, trailing, sample.dtype, [lead, *rest], rows)
+        return array
 
-    def _codes_output(self, group: GroupPlan) -> _ArrayOut:
+    def _codes_output(self, group: GroupPlan) -> GrowingArray:
         key = f"{group.name}/file_id_code_{group.name}"
-        if key not in self._outputs:
-            array = self._existing(key)
-            if array is None:
-                array = self._create(group, key, (), np.dtype(np.int64), [group.primary_dimension])
-            self._outputs[key] = _ArrayOut(array, int(array.chunks[0]))
-        return self._outputs[key]
+        array = self._existing(key)
+        if array is None:
+            dtype = np.dtype(np.int64)
+            rows = self._rows_per_chunk(group, (), dtype)
+            array = self._create(key, (), dtype, [group.primary_dimension], rows)
+        return array
+
+    def _rows_per_chunk(
+        self, group: GroupPlan, trailing: tuple[int, ...], dtype: np.dtype[Any]
+    ) -> int:
+        row_bytes = max(1, int(np.prod(trailing, dtype=np.int64)) * dtype.itemsize)
+        return max(1, min(self._chunk_rows(group), MAX_CHUNK_BYTES // row_bytes))
 
     def _create(
-        self,
-        group: GroupPlan,
-        key: str,
-        trailing: tuple[int, ...],
-        dtype: np.dtype[Any],
-        dims: list[str],
-    ) -> Any:
-        row_bytes = max(1, int(np.prod(trailing, dtype=np.int64)) * dtype.itemsize)
-        rows = max(1, min(self._chunk_rows(group), MAX_CHUNK_BYTES // row_bytes))
-        return self.root.create_array(
-            key,
-            shape=(0, *trailing),
-            chunks=(rows, *trailing),
+        self, key: str, trailing: tuple[int, ...], dtype: np.dtype[Any], dims: list[str], rows: int
+    ) -> GrowingArray:
+        self._outputs[key] = GrowingArray.create(
+            self.path / key,
+            trailing=trailing,
             dtype=dtype,
+            chunk_rows=rows,
             dimension_names=dims,
-            compressors=self._compressors,
-            fill_value=0,
+            compress=self._compress,
         )
+        return self._outputs[key]
 
     # ----------------------------------------------------------------- finishing
 
     def finish(self, *, schema: dict[str, Any], consolidate: bool) -> dict[str, dict[str, int]]:
         """Write what is buffered, the offsets, codes and attributes; return rows per group."""
-        for output in self._outputs.values():
-            output.flush(final=True)
         for group in self.plan:
             for dim, bounds in self.offsets[group.name].items():
                 self._replace(
@@ -271,20 +233,25 @@ class DatasetWriter:
                     "file_bound",
                 )
         self._replace("file_id_codes", np.asarray(self.codes, dtype=np.int64), "file")
+        for output in self._outputs.values():
+            output.finish()
         self.schema = self.schema or schema
-        self.root.attrs[ATTRIBUTE] = {
+        self._root_attributes[ATTRIBUTE] = {
             "format_version": FORMAT_VERSION,
             "files": self.files,
             "codes": self.codes,
             "plan": plan_to_schema(self.plan),
             "schema": self.schema,
         }
+        write_group(self.path, self._root_attributes)
         if consolidate:
+            import zarr
+
             with warnings.catch_warnings():
                 warnings.filterwarnings(
                     "ignore", message="Consolidated metadata", category=UserWarning
                 )
-                self._zarr.consolidate_metadata(str(self.path))
+                zarr.consolidate_metadata(str(self.path))
         return {
             g.name: {d: bounds[-1] for d, bounds in self.offsets[g.name].items()} for g in self.plan
         }
@@ -292,18 +259,21 @@ class DatasetWriter:
     def _replace(self, key: str, values: np.ndarray[Any, Any], dim: str) -> None:
         array = self._existing(key)
         if array is None:
-            array = self.root.create_array(
-                key,
-                shape=values.shape,
-                chunks=(max(1, min(len(values), 1 << 20)),),
-                dtype=values.dtype,
-                dimension_names=[dim],
-                compressors=self._compressors,
-                fill_value=0,
-            )
-        else:
-            array.resize(values.shape)
-        array[...] = values
+            array = self._create(key, (), values.dtype, [dim], max(1, min(len(values), 1 << 20)))
+        array.replace_all(values)
+
+
+def _root_attributes(path: Path) -> dict[str, Any]:
+    """The attributes of the dataset's root group, or `CorruptedFileError`."""
+    document_path = path / "zarr.json"
+    try:
+        document = json.loads(document_path.read_bytes())
+        attributes = document.get("attributes", {})
+    except (OSError, ValueError, AttributeError) as err:
+        raise CorruptedFileError(
+            f"{document_path} cannot be read as a Zarr group: {err}", path=str(document_path)
+        ) from err
+    return attributes if isinstance(attributes, dict) else {}
 
 
 def _leading_dimensions(group: GroupPlan) -> list[str]:

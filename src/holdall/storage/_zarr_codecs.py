@@ -35,8 +35,11 @@ from holdall.errors import CorruptedFileError, IntegrityError
 __all__ = [
     "ArraySpec",
     "Compression",
+    "array_documents",
     "choose_chunks",
+    "codec_pool",
     "decode_array",
+    "dumps_document",
     "encode_array",
     "group_documents",
     "parse_array_document",
@@ -73,7 +76,7 @@ DEFAULT_CHUNK_BYTES = 4 * 1024 * 1024
 
 
 @lru_cache(maxsize=1)
-def _pool() -> ThreadPoolExecutor:
+def codec_pool() -> ThreadPoolExecutor:
     """Threads for chunk (de)compression; numcodecs releases the GIL while it works."""
     return ThreadPoolExecutor(max_workers=os.cpu_count() or 2, thread_name_prefix="holdall-codec")
 
@@ -330,7 +333,7 @@ def choose_layout(
     ]
     # Zstd-12 runs in a codec thread while the candidates are tried here, fastest first; the
     # first that reaches its ratio ends the search, so slow candidates rarely run.
-    reference = _pool().submit(
+    reference = codec_pool().submit(
         _encoded_size, _REFERENCE, _filtered(points.reshape(-1), _delta_filter(chunk.dtype))
     )
     ratios: list[float] = []
@@ -585,7 +588,7 @@ def encode_array(
     indices = list(spec.chunk_indices())
     if len(indices) <= 1:
         return sum(encode_one(index) for index in indices)
-    pool = _pool()
+    pool = codec_pool()
     window = 2 * (pool._max_workers or 2)
     total = 0
     pending: deque[Future[int]] = deque()
@@ -637,7 +640,7 @@ def decode_array(
         for index in indices:
             fill(index)
     else:
-        for future in [_pool().submit(fill, index) for index in indices]:
+        for future in [codec_pool().submit(fill, index) for index in indices]:
             future.result()
     return out
 
