@@ -69,9 +69,9 @@ class DatasetMerger:
         Schema dict to merge by; by default the schema stored with the first readable input,
         or one inferred from its array names when it has none.
     workers
-        Local reader processes; 1 reads in this process. By default the CPU count (at most
-        8), or this process alone for up to 16 inputs, where starting processes costs more
-        than it saves.
+        Local reader processes; 1 reads in this process. By default one less than the CPU
+        count (at most 8), or this process alone for up to 16 inputs or on fewer than 4 CPUs,
+        where starting processes and copying their results costs more than it saves.
     storage_options
         fsspec options for ``s3://`` inputs.
     progress
@@ -128,7 +128,10 @@ class DatasetMerger:
         self.delete_source_files = delete_source_files
         self.schema = schema
         if workers is None:
-            workers = 1 if len(self.sources) <= 16 else min(os.cpu_count() or 1, 8)
+            cpus = os.cpu_count() or 1
+            # Reader processes pay a start and a pickled copy of every array; on fewer than 4
+            # CPUs that costs more than reading beside the writer (measured: docs/benchmarks.md).
+            workers = 1 if len(self.sources) <= 16 or cpus < 4 else min(cpus - 1, 8)
         self.workers = workers
         self.storage_options = storage_options
         self.progress = progress

@@ -620,8 +620,9 @@ def decode_array(
         data = get_chunk(key)
         if data is not None:
             chunk = spec.decode_chunk(data, path=f"{path}/{key}").astype(spec.dtype, copy=False)
-            contiguous = chunk.flags.writeable and chunk.flags.c_contiguous
-            return chunk if contiguous else np.ascontiguousarray(chunk).copy()
+            if not chunk.flags.c_contiguous:  # stored transposed: one copy into C order
+                return np.ascontiguousarray(chunk)
+            return chunk if chunk.flags.writeable else chunk.copy()
     out_dtype = spec.dtype
     out = np.empty(spec.shape, dtype=out_dtype)
     indices = list(spec.chunk_indices())
