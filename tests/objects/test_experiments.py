@@ -15,6 +15,7 @@ import polars as pl
 import pytest
 
 from holdall.errors import (
+    CorruptedFileError,
     ExperimentExistsError,
     InvalidValueError,
     KeyNotFoundError,
@@ -225,7 +226,7 @@ def test_delete_removes_record_and_folder_but_not_foreign_files(db_url: str, roo
     experiment.add_run(ds=DataStore(v=1), ds2=DataStore(w=2))
     experiment.persist()
     folder = root / str(experiment.id_experiment)
-    assert len(files_in(folder)) == 2
+    assert len(files_in(folder)) == 1  # both DataStores in the persist's one object
     experiment.delete()
     assert not folder.exists()
     assert session.ls().height == 0
@@ -340,3 +341,30 @@ def test_replacing_keeps_memory_mapped_values_of_the_old_version_valid(
     again = session.load_experiment("mapped").runs.first().fields.ds
     np.testing.assert_array_equal(again.a, array)
     assert again.b == 1
+
+
+def test_many_runs_share_one_object_and_each_reads_back_its_own(db_url: str, root: Path) -> None:
+    session = create_session(db_url)
+    experiment = session.create_experiment("many")
+    for index in range(300):
+        with experiment.run() as run:
+            run.fields.ds = DataStore(a=np.full(8, index), tag=f"run {index}")
+    experiment.persist()
+    assert len(files_in(root / str(experiment.id_experiment))) == 1
+    loaded = session.load_experiment("many").runs
+    assert [run.fields.ds.tag for run in loaded.values()] == [f"run {i}" for i in range(300)]
+    assert [int(run.fields.ds.a[3]) for run in loaded.values()] == list(range(300))
+
+
+def test_a_record_naming_an_item_the_pack_lacks_is_a_corrupted_file(
+    db_url: str, root: Path
+) -> None:
+    session = create_session(db_url)
+    experiment = session.create_experiment("bad")
+    experiment.add_run(ds=DataStore(v=1))
+    experiment.persist()
+    session.close()
+    with duckdb.connect(db_url.removeprefix("duckdb:///")) as conn:
+        conn.execute("UPDATE runs SET fields = replace(fields::VARCHAR, ',0]', ',7]')::JSON")
+    with pytest.raises(CorruptedFileError, match="no packed item 7"):
+        create_session(db_url).load_experiment("bad")

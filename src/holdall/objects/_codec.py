@@ -23,7 +23,7 @@ from holdall.objects._container import FORMAT_VERSION, BlobWriter, Source
 if TYPE_CHECKING:
     import pyarrow as pa
 
-__all__ = ["decode_object", "encode_object"]
+__all__ = ["decode_item", "decode_object", "encode_object", "encode_pack"]
 
 #: Strings longer than this go in a blob rather than in the manifest.
 _INLINE_STR = 4096
@@ -168,6 +168,17 @@ def encode_object(writer: BlobWriter, value: Any, *, allow_pickle: bool, where: 
     writer.finish({"format": FORMAT_VERSION, "root": root})
 
 
+def encode_pack(writer: BlobWriter, values: list[tuple[Any, str]], *, allow_pickle: bool) -> None:
+    """Write several (value, where) as one object, each read back alone by `decode_item`.
+
+    One persist writes its DataStores as one pack: a file per DataStore cost 0.5-1.5 ms each
+    here, which bounded experiments of many runs.
+    """
+    encoder = _Encoder(writer, allow_pickle=allow_pickle)
+    items = [encoder.node(value, where) for value, where in values]
+    writer.finish({"format": FORMAT_VERSION, "items": items})
+
+
 class _Decoder:
     def __init__(self, source: Source, *, allow_pickle: bool) -> None:
         self.source = source
@@ -273,6 +284,16 @@ class _Decoder:
             series.name = self.node(node["name"])
             return series
         return result
+
+
+def decode_item(source: Source, manifest: dict[str, Any], index: int, *, allow_pickle: bool) -> Any:
+    """Rebuild item `index` of a pack written by `encode_pack` (`manifest` from `source`)."""
+    items = manifest.get("items")
+    if not isinstance(items, list) or not 0 <= index < len(items):
+        raise CorruptedFileError(
+            f"datastore object {source.name}: no packed item {index}", path=source.name
+        )
+    return _Decoder(source, allow_pickle=allow_pickle).node(items[index])
 
 
 def decode_object(source: Source, *, allow_pickle: bool) -> Any:

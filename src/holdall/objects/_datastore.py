@@ -8,14 +8,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from typing import Any, TypeVar
 
 from holdall._core.locations import LocalLocation
 from holdall.errors import InvalidValueError, UnsafePathError
 from holdall.objects._bunch import Bunch
-from holdall.objects._codec import decode_object, encode_object
-from holdall.objects._container import BlobWriter, open_source, write_location
+from holdall.objects._codec import decode_item, decode_object, encode_object
+from holdall.objects._container import BlobWriter, Source, open_source, write_location
 from holdall.objects._options import options
 from holdall.objects._paths import (
     Root,
@@ -25,7 +26,7 @@ from holdall.objects._paths import (
     parse_relative,
 )
 
-__all__ = ["DataStore", "DataStoreIO"]
+__all__ = ["DataStore", "DataStoreIO", "PackReader"]
 
 T = TypeVar("T")
 
@@ -37,9 +38,10 @@ def _allow_pickle(value: bool | None) -> bool:
 class DataStore(Bunch):
     """A dict of values (also attributes) stored outside the record that holds it.
 
-    When the experiment holding it is persisted, all its values are written as one object
-    under ``<datastore root>/<experiment id>/`` and only the object's URL is kept in the
-    record; loading the record reads them back with their types.
+    When the experiment holding it is persisted, its values are written, with the
+    experiment's other DataStores, as one object under ``<datastore root>/<experiment id>/``;
+    the record keeps the object's URL and the DataStore's place in it, and loading the record
+    reads them back with their types.
 
     Examples
     --------
@@ -57,15 +59,49 @@ class DataStore(Bunch):
     @staticmethod
     def from_url(url: str, *, allow_pickle: bool | None = None) -> DataStore:
         """Read the DataStore written at `url`."""
-        value = DataStoreIO(url).read_deserialize(allow_pickle=allow_pickle)
-        if not isinstance(value, dict):
-            raise InvalidValueError(
-                f"datastore object {url} holds a {type(value).__name__}, not a DataStore",
-                key=url,
-                expected="DataStore",
-                got=type(value).__name__,
-            )
-        return value if type(value) is DataStore else DataStore(value)
+        return _as_datastore(DataStoreIO(url).read_deserialize(allow_pickle=allow_pickle), url)
+
+
+def _as_datastore(value: Any, url: str) -> DataStore:
+    if not isinstance(value, dict):
+        raise InvalidValueError(
+            f"datastore object {url} holds a {type(value).__name__}, not a DataStore",
+            key=url,
+            expected="DataStore",
+            got=type(value).__name__,
+        )
+    return value if type(value) is DataStore else DataStore(value)
+
+
+class PackReader:
+    """Reads DataStores out of the packs that persists write, opening each pack once.
+
+    Loading an experiment of n runs reads n items of one pack: each item is decoded from the
+    pack's memory map and manifest, parsed on first use. Use it as a context manager; values
+    read stay valid after it closes.
+    """
+
+    def __init__(self, *, allow_pickle: bool) -> None:
+        self._allow_pickle = allow_pickle
+        self._stack = contextlib.ExitStack()
+        self._packs: dict[str, tuple[Source, dict[str, Any]]] = {}
+
+    def __enter__(self) -> PackReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stack.close()
+
+    def datastore(self, url: str, index: int) -> DataStore:
+        """Item `index` of the pack at `url`."""
+        if url not in self._packs:
+            root = current_root()
+            target = root.target(root.segments_of(url))
+            source = self._stack.enter_context(open_source(target, name=url))
+            self._packs[url] = (source, source.manifest())
+        source, manifest = self._packs[url]
+        value = decode_item(source, manifest, index, allow_pickle=self._allow_pickle)
+        return _as_datastore(value, f"{url}#{index}")
 
 
 class DataStoreIO:

@@ -1,7 +1,7 @@
 """Experiments and their runs, as mltraq users write them, persisted through a `Session`.
 
 ``experiment.run()`` gives a `Run` whose ``fields`` take any values a record can hold and any
-number of DataStores. ``persist()`` writes every DataStore as one object under
+number of DataStores. ``persist()`` writes all its DataStores as one object (a pack) under
 ``<datastore root>/<experiment id>/`` first, then commits the record that names them, and
 only then removes the objects of the previous version: a crash at any point leaves the old
 record with its objects, or the new one with its objects.
@@ -21,11 +21,11 @@ import polars as pl
 from holdall._core.locations import Location
 from holdall.errors import ExperimentExistsError, InvalidValueError, KeyNotFoundError
 from holdall.objects._bunch import Bunch
-from holdall.objects._codec import encode_object
-from holdall.objects._container import BlobWriter
-from holdall.objects._datastore import DataStore, _allow_pickle, write_new_object
+from holdall.objects._codec import encode_pack
+from holdall.objects._container import BlobWriter, write_location
+from holdall.objects._datastore import DataStore, PackReader, _allow_pickle
 from holdall.objects._fields import decode_fields, encode_fields, scalar_value
-from holdall.objects._paths import Root, current_root
+from holdall.objects._paths import Root, current_root, new_object_name
 from holdall.objects._records import ExperimentRow, RunRow
 
 if TYPE_CHECKING:
@@ -226,17 +226,15 @@ class Experiment:
         root = current_root()
         folder = (str(self.id_experiment),)
         written: list[str] = []
+        # Every DataStore of this persist goes in one object (a pack), named before it is
+        # written so the record can refer to its items.
+        packed: list[tuple[DataStore, str]] = []
+        pack = (*folder, new_object_name())
+        pack_url = root.url_of(pack)
 
-        def store(datastore: DataStore, where: str) -> str:
-            url = write_new_object(
-                root,
-                folder,
-                lambda handle: encode_object(
-                    BlobWriter(handle), datastore, allow_pickle=pickle_ok, where=where
-                ),
-            )
-            written.append(url.rsplit("/", 1)[1])
-            return url
+        def store(datastore: DataStore, where: str) -> tuple[str, int]:
+            packed.append((datastore, where))
+            return pack_url, len(packed) - 1
 
         records = self.session.records
         with records.connect_write() as conn:
@@ -261,6 +259,14 @@ class Experiment:
                     )
                     for index, run in enumerate(self.runs)
                 ]
+                if packed:
+                    write_location(
+                        root.target(pack),
+                        lambda handle: encode_pack(
+                            BlobWriter(handle), packed, allow_pickle=pickle_ok
+                        ),
+                    )
+                    written.append(pack[-1])
                 records.replace(conn, row, runs, remove=[old for old, _ in existing])
             except BaseException:
                 _remove_objects(root, folder, keep=set(), only=set(written))
@@ -293,18 +299,22 @@ class Experiment:
     ) -> Experiment:
         """Rebuild an experiment from its records, reading its DataStores."""
 
-        def load(url: str) -> DataStore:
-            return DataStore.from_url(url, allow_pickle=allow_pickle)
+        with PackReader(allow_pickle=_allow_pickle(allow_pickle)) as packs:
 
-        fields = decode_fields(row.fields, where=f"experiment {row.name}", load=load)
-        loaded = [
-            Run(
-                row.id_experiment,
-                run.id_run,
-                decode_fields(run.fields, where=f"run {run.id_run}", load=load),
-            )
-            for run in runs
-        ]
+            def load(url: str, index: int | None) -> DataStore:
+                if index is None:  # one object per DataStore: written before packs existed
+                    return DataStore.from_url(url, allow_pickle=allow_pickle)
+                return packs.datastore(url, index)
+
+            fields = decode_fields(row.fields, where=f"experiment {row.name}", load=load)
+            loaded = [
+                Run(
+                    row.id_experiment,
+                    run.id_run,
+                    decode_fields(run.fields, where=f"run {run.id_run}", load=load),
+                )
+                for run in runs
+            ]
         return cls(
             session, name=row.name, id_experiment=row.id_experiment, fields=fields, runs=loaded
         )

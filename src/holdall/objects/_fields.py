@@ -2,7 +2,8 @@
 
 Plain JSON values (None, bool, int, finite float, str, lists, dicts with ``str`` keys) are
 written as they are, so the record stays readable with DuckDB's JSON functions. Other values
-carry a one-key tag (``{"$tuple": [...]}``, ``{"$datastore": "file:///..."}``...). Large values
+carry a one-key tag (``{"$tuple": [...]}``, ``{"$datastorepack": ["file:///...", 3]}`` for
+the fourth DataStore of the object one persist wrote...). Large values
 belong in a DataStore: numpy arrays are kept inline only up to `INLINE_ARRAY_BYTES`.
 """
 
@@ -28,8 +29,10 @@ INLINE_ARRAY_BYTES = 1 << 20
 
 _RAW_KINDS = frozenset("biufcSUmM")
 
-WriteDataStore = Callable[[DataStore, str], str]
-ReadDataStore = Callable[[str], DataStore]
+#: Writes a DataStore; returns its URL, or (URL of a pack, index in it).
+WriteDataStore = Callable[[DataStore, str], "str | tuple[str, int]"]
+#: Reads the DataStore at a URL (index None) or at an index of the pack at that URL.
+ReadDataStore = Callable[[str, "int | None"], DataStore]
 
 
 def encode_fields(fields: dict[str, Any], *, where: str, store: WriteDataStore) -> Any:
@@ -46,7 +49,10 @@ def _encode(value: Any, where: str, store: WriteDataStore) -> Any:
     if kind is list:
         return [_encode(item, f"{where}[{index}]", store) for index, item in enumerate(value)]
     if kind is DataStore:
-        return {"$datastore": store(value, where)}
+        reference = store(value, where)
+        if isinstance(reference, str):
+            return {"$datastore": reference}
+        return {"$datastorepack": list(reference)}
     if kind is DataStoreIO:
         return {"$datastoreio": value.url}
     if kind is dict or kind is Bunch:
@@ -111,7 +117,12 @@ def _decode(value: Any, where: str, load: ReadDataStore) -> Any:
         if tag == "$float":
             return float(body)
         if tag == "$datastore":
-            return load(body)
+            return load(body, None)
+        if tag == "$datastorepack":
+            url, index = body
+            if not isinstance(url, str) or type(index) is not int:
+                raise TypeError(f"a pack reference is [url, index], not {body!r}")
+            return load(url, index)
         if tag == "$datastoreio":
             return DataStoreIO(body)
         if tag == "$bunch":
