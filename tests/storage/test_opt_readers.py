@@ -145,7 +145,8 @@ def test_a_single_transposed_chunk_reads_back_in_c_order(tmp_path: Path) -> None
     )
     with OptStorage(path, mode="r") as store:
         loaded = store.load_data("points")
-    assert loaded.flags.c_contiguous and loaded.flags.writeable
+    assert loaded.flags.c_contiguous
+    assert loaded.flags.writeable
     np.testing.assert_array_equal(loaded, points)
 
 
@@ -155,5 +156,6 @@ def test_format_2_has_no_transpose_codec_and_keeps_c_order(tmp_path: Path) -> No
     with OptStorage(path, zarr_format=2) as store:
         store.save_data("points", points)
     zarray = json.loads((path / "points" / ".zarray").read_text())
-    assert zarray["order"] == "C" and zarray["filters"] is None
+    assert zarray["order"] == "C"
+    assert zarray["filters"] is None
     np.testing.assert_array_equal(zarr.open_array(path / "points", mode="r")[...], points)
