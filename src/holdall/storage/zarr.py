@@ -950,7 +950,9 @@ class OptStorage(DataStorage):
         shutil.rmtree(stage, ignore_errors=True)
 
     def _metadata_bytes(self) -> bytes:
-        return json.dumps(self._metadata, indent=2, allow_nan=False).encode()
+        # Compact: an indent sends json.dumps down its pure-Python encoder, 0.5 ms of a small
+        # store's 10 ms (the files_summary/ companion, which people read, stays indented).
+        return json.dumps(self._metadata, separators=(",", ":"), allow_nan=False).encode()
 
     def compress_store(self) -> int:
         """Pack the whole store into ``<store_path><compress_extension>`` and return its size.
