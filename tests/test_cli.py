@@ -327,3 +327,16 @@ def test_a_closed_pipe_ends_the_command_quietly(tmp_path: Path) -> None:
     _, err = process.communicate(timeout=60)
     assert b"Traceback" not in err
     assert process.returncode in (0, 141)
+
+
+def test_import_holdall_for_storage_does_not_load_the_object_store() -> None:
+    """`import holdall` stays light; DataStore and DataStoreIO load holdall.objects on use."""
+    code = (
+        "import sys, holdall\n"
+        "assert 'duckdb' not in sys.modules, 'duckdb imported by import holdall'\n"
+        "from holdall import DataStore, DataStoreIO\n"
+        "from holdall.objects import DataStore as D\n"
+        "assert DataStore is D and 'duckdb' in sys.modules\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
