@@ -181,7 +181,13 @@ class ArraySpec:
         if isinstance(self.compressor, numcodecs.Blosc):
             check_blosc_header(data, expected=expected, path=path)
         try:
-            raw = self.compressor.decode(data) if self.compressor is not None else data
+            if isinstance(self.compressor, numcodecs.Blosc) and not self.is_string:
+                # Straight into a new writable array (its header size was checked above):
+                # no second copy to make the result writable.
+                raw: Any = np.empty(expected, dtype=np.uint8)
+                self.compressor.decode(data, out=raw)
+            else:
+                raw = self.compressor.decode(data) if self.compressor is not None else data
             if not self.is_string and memoryview(raw).nbytes != expected:
                 raise ValueError(f"it holds {memoryview(raw).nbytes} bytes, expected {expected}")
             if self.is_string:
