@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import mmap
 import os
 import struct
@@ -216,7 +217,7 @@ class Source:
     ) -> np.ndarray[Any, Any]:
         """The blob as an array: a view of the mapped file, or read into one allocation."""
         offset, size = self.check_range(ref)
-        count = int(np.prod(shape, dtype=np.int64))
+        count = math.prod(shape)
         if size != count * dtype.itemsize:
             raise CorruptedFileError(
                 f"datastore object {self.name}: array of shape {shape} and dtype {dtype} needs "

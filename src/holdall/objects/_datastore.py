@@ -12,7 +12,7 @@ import contextlib
 import os
 from typing import Any, TypeVar
 
-from holdall._core.locations import LocalLocation
+from holdall._core.locations import LocalLocation, Location
 from holdall.errors import InvalidValueError, UnsafePathError
 from holdall.objects._bunch import Bunch
 from holdall.objects._codec import decode_item, decode_object, encode_object
@@ -114,10 +114,11 @@ class DataStoreIO:
         Checked at once: a URL that would leave the root raises `InvalidKeyError`.
     """
 
-    __slots__ = ("url",)
+    __slots__ = ("_checked", "url")
 
     def __init__(self, url: str) -> None:
-        current_root().segments_of(url)
+        root = current_root()
+        self._checked: tuple[Root, tuple[str, ...]] | None = (root, root.segments_of(url))
         self.url = url
 
     def __repr__(self) -> str:
@@ -199,12 +200,19 @@ class DataStoreIO:
         """An instance for a URL holdall just made (already valid: no second check)."""
         made = cls.__new__(cls)
         made.url = url
+        made._checked = None
         return made
+
+    def _target(self) -> Location:
+        """Where the object is under the root now in force (its URL parsed once per root)."""
+        root = current_root()
+        if self._checked is None or self._checked[0] is not root:
+            self._checked = (root, root.segments_of(self.url))
+        return root.target(self._checked[1])
 
     def read(self) -> bytes:
         """The object's bytes, exactly as stored."""
-        root = current_root()
-        target = root.target(root.segments_of(self.url))
+        target = self._target()
         with open_source(target, name=self.url) as source:
             return source.read_all()
 
@@ -220,8 +228,7 @@ class DataStoreIO:
         allow_pickle
             Load pickled parts (only for objects you trust); default ``datastore.allow_pickle``.
         """
-        root = current_root()
-        target = root.target(root.segments_of(self.url))
+        target = self._target()
         with open_source(target, name=self.url) as source:
             value = decode_object(source, allow_pickle=_allow_pickle(allow_pickle))
         if expected_type is not None and not isinstance(value, expected_type):

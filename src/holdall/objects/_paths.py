@@ -117,6 +117,7 @@ class Root:
                         "below the datastore root",
                         path=probe,
                     )
+            return LocalLocation(probe)
         return self.location.child("/".join(segments))
 
 
