@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from holdall._core.keys import check_name_lengths, parse_key
+from holdall._core.links import first_link
 from holdall._core.locations import FsspecLocation, LocalLocation, Location, parse_location
 from holdall.errors import InvalidKeyError, UnsafePathError
 from holdall.objects._options import options
@@ -108,16 +109,14 @@ class Root:
         if isinstance(self.location, LocalLocation):
             root = str(self.location.path)
             check_name_lengths("/".join(segments), segments, root=root)
-            probe = root
-            for segment in segments:
-                probe = os.path.join(probe, segment)
-                if os.path.islink(probe):
-                    raise UnsafePathError(
-                        f"datastore path {probe} is a symbolic link; holdall never follows links "
-                        "below the datastore root",
-                        path=probe,
-                    )
-            return LocalLocation(probe)
+            link = first_link(root, segments)
+            if link is not None:
+                raise UnsafePathError(
+                    f"datastore path {link} is a symbolic link; holdall never follows links "
+                    "below the datastore root",
+                    path=str(link),
+                )
+            return LocalLocation(os.path.join(root, *segments))
         return self.location.child("/".join(segments))
 
 

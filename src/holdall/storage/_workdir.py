@@ -32,6 +32,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from holdall._core.atomic import TEMP_PREFIX, atomic_write_bytes, fsync_dir
+from holdall._core.links import first_link
 from holdall.errors import CorruptedFileError, StorageLockedError, UnsafePathError
 
 __all__ = [
@@ -66,16 +67,15 @@ def safe_parent(root: Path, relative: str) -> Path:
     Raises `UnsafePathError` when a folder between `root` and the target is a symlink: a
     write or a rename through it would land outside the store.
     """
-    current = root
-    for part in relative.split("/")[:-1]:
-        current = current / part
-        if current.is_symlink():
-            raise UnsafePathError(
-                f"{current} is a symbolic link inside the store {root}; holdall never writes, "
-                "moves or deletes through a link. Remove the link, or open the store it points to",
-                path=str(current),
-            )
-    return current
+    folders = relative.split("/")[:-1]
+    link = first_link(root, folders)
+    if link is not None:
+        raise UnsafePathError(
+            f"{link} is a symbolic link inside the store {root}; holdall never writes, "
+            "moves or deletes through a link. Remove the link, or open the store it points to",
+            path=str(link),
+        )
+    return root.joinpath(*folders)
 
 
 def _lock_holder(inode: int) -> str:

@@ -15,6 +15,7 @@ from typing import Any
 import duckdb
 
 from holdall._core.hashing import sha256_bytes
+from holdall._core.links import first_link
 from holdall.errors import CorruptedFileError, KeyNotFoundError, UnsafePathError
 from holdall.workspace import _records, _signing
 from holdall.workspace._artifacts import (
@@ -163,15 +164,13 @@ class ArtifactStore(WorkspaceWrites):
 
     def _read_registered(self, relative: str) -> bytes:
         path = self._files.absolute(relative)
-        folder = self._files.root
-        for name in relative.split("/"):
-            folder = folder / name
-            if folder.is_symlink():
-                raise UnsafePathError(
-                    f"artifact path {relative!r} passes through the symbolic link {folder}; "
-                    "holdall registers only files inside artifacts/",
-                    path=str(folder),
-                )
+        link = first_link(self._files.root, relative.split("/"))
+        if link is not None:
+            raise UnsafePathError(
+                f"artifact path {relative!r} passes through the symbolic link {link}; "
+                "holdall registers only files inside artifacts/",
+                path=str(link),
+            )
         if not path.is_file():
             raise KeyNotFoundError(
                 f"no artifact file at {path} to register (write it first)", key=relative

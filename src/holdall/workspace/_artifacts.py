@@ -24,6 +24,7 @@ import numpy as np
 
 from holdall._core.atomic import atomic_write_bytes
 from holdall._core.hashing import sha256_bytes
+from holdall._core.links import first_link
 from holdall._core.optional import import_optional
 from holdall.errors import (
     CorruptedFileError,
@@ -263,10 +264,7 @@ class ArtifactFiles:
         except UnsafePathError:
             return False
         path = self.absolute(relative)
-        parts = [self.root]
-        for name in relative.split("/"):
-            parts.append(parts[-1] / name)
-        if any(part.is_symlink() for part in parts):
+        if self.root.is_symlink() or first_link(self.root, relative.split("/")) is not None:
             return False
         try:
             if not stat.S_ISREG(path.lstat().st_mode):
