@@ -61,6 +61,7 @@ class GrowingArray:
         self._pending: list[np.ndarray[Any, Any]] = []
         self._pending_rows = 0
         self._writes: deque[Future[None]] = deque()
+        self._changed = False
 
     @classmethod
     def create(
@@ -92,6 +93,7 @@ class GrowingArray:
         array = cls(folder, spec, dimension_names)
         folder.mkdir(parents=True, exist_ok=True)
         array._write_document()
+        array._changed = True
         return array
 
     @classmethod
@@ -151,6 +153,7 @@ class GrowingArray:
         """Add rows; every chunk they complete is compressed and written (in the codec threads)."""
         if not len(block):
             return
+        self._changed = True
         self._pending.append(block)
         self._pending_rows += len(block)
         if self._pending_rows >= self.chunk_rows:
@@ -160,9 +163,15 @@ class GrowingArray:
         """Make the array hold exactly `values` (rewritten whole: offsets, file codes)."""
         self._wait(0)
         self.written, self._pending, self._pending_rows = 0, [values], len(values)
+        self._changed = True
 
     def finish(self) -> None:
-        """Write the buffered rows (a last, partial chunk) and ``zarr.json`` with the final shape."""
+        """Write the buffered rows (a last, partial chunk) and ``zarr.json`` with the final shape.
+
+        An array opened but never changed (an append that added nothing to it) is left as it is.
+        """
+        if not self._changed:
+            return
         self._write_full_chunks(final=True)
         self._wait(0)
         self._write_document()
