@@ -103,9 +103,7 @@ def test_every_label_kind_round_trips(tmp_path: Path, backend: Callable[..., tup
     again.close()
 
 
-# OptStorage still writes numcodecs' delta for ints by default (the storage hardening changes
-# that); zarr-python warns about it on read, which is not what this test checks.
-@pytest.mark.filterwarnings("ignore::zarr.errors.ZarrUserWarning")
+@pytest.mark.filterwarnings("error::zarr.errors.ZarrUserWarning")  # core codecs only
 def test_default_backend_is_optstorage_at_the_path(tmp_path: Path) -> None:
     with LabelStorage(tmp_path / "p.zarr", total_faces=FACES, total_edges=EDGES) as labels:
         assert isinstance(labels.get_storage(), OptStorage)
