@@ -364,9 +364,7 @@ def test_pushes_from_several_threads_all_arrive() -> None:
     assert len(metrics.pull_trend_metric("loss_1").epochs) == 4000
 
 
-# OptStorage still writes numcodecs' delta for int arrays (the storage hardening changes that);
-# zarr-python warns about it on read, which is not what this test checks.
-@pytest.mark.filterwarnings("ignore::zarr.errors.ZarrUserWarning")
+@pytest.mark.filterwarnings("error::zarr.errors.ZarrUserWarning")  # core codecs only
 def test_zarr_python_reads_the_segments(tmp_path: Path) -> None:
     import zarr
 
