@@ -3,8 +3,9 @@
 `replay_chain` runs a chain on new data, from a workspace (artifacts loaded, and their
 checksums verified, by the store that wrote them) or from a bundle written by
 `WorkspaceStore.export_chain` (checksums verified against the bundle's manifest), with no
-workspace needed. Pickled artifacts load only when signed by this user's key (see
-`_signing`) or with ``trust=True``.
+workspace needed, or from a prediction bundle exported by nirs4all 0.7 (`_replay_nirs4all`).
+Pickled artifacts load only when signed by this user's key (see `_signing`) or with
+``trust=True``.
 """
 
 from __future__ import annotations
@@ -26,15 +27,28 @@ from holdall.errors import (
 from holdall.workspace._artifact_store import ArtifactStore
 from holdall.workspace._artifacts import check_trusted, verify
 from holdall.workspace._replay_core import apply_chain, deserialize_bytes
+from holdall.workspace._replay_nirs4all import is_nirs4all_bundle, replay_nirs4all_bundle
 from holdall.workspace._signing import PICKLE_FORMATS
 
 __all__ = ["ChainBuilder", "replay_chain"]
 
 
+def _bundle_manifest(path: Path) -> dict[str, Any]:
+    """The ``manifest.json`` of a bundle (`CorruptedFileError` when there is none)."""
+    try:
+        with zipfile.ZipFile(path) as bundle:
+            manifest: dict[str, Any] = json.loads(bundle.read("manifest.json"))
+            return manifest
+    except (zipfile.BadZipFile, KeyError, ValueError) as err:
+        raise CorruptedFileError(
+            f"{path} is not a readable chain bundle: {err}", path=str(path)
+        ) from err
+
+
 def _bundle_chain(
     path: Path, chain_id: str | None
 ) -> tuple[dict[str, Any], dict[str, bytes], dict[str, Any]]:
-    """Read a bundle: (chain, artifact bytes by id, artifact entries by id)."""
+    """Read a holdall bundle: (chain, artifact bytes by id, artifact entries by id)."""
     from holdall.workspace._export import BUNDLE_FORMAT
 
     try:
@@ -83,11 +97,13 @@ def replay_chain(
     Parameters
     ----------
     source
-        An open `WorkspaceStore`, the path of a ``.n4a`` bundle from `export_chain`, or any
-        other store object with a ``replay_chain(chain_id, X, wavelengths)`` method (such as
-        nirs4all's own), which is called.
+        An open `WorkspaceStore`, the path of a ``.n4a`` bundle (from `export_chain`, or
+        from nirs4all 0.7's ``RunResult.export``, replayed as nirs4all's ``BundleLoader``
+        does), or any other store object with a ``replay_chain(chain_id, X, wavelengths)``
+        method (such as nirs4all's own), which is called.
     chain_id
-        The chain to replay; required with a store, optional (checked if given) with a bundle.
+        The chain to replay; required with a store, optional (checked if given) with a bundle
+        (for a nirs4all bundle, its ``pipeline_uid``).
     X
         Features, ``n_samples x n_features``.
     wavelengths
@@ -128,6 +144,8 @@ def replay_chain(
     ):
         return np.asarray(source.replay_chain(chain_id, X, wavelengths))
     path = Path(source)
+    if is_nirs4all_bundle(_bundle_manifest(path)):
+        return replay_nirs4all_bundle(path, chain_id, X, wavelengths, trust=trust)
     chain, blobs, entries = _bundle_chain(path, chain_id)
 
     def load(artifact_id: str) -> Any:

@@ -41,7 +41,7 @@ def _as_ids(value: Any) -> list[str]:
     return [str(v) for v in value] if isinstance(value, list | tuple) else [str(value)]
 
 
-def _transform(operator: Any, X: np.ndarray, wavelengths: np.ndarray | None) -> np.ndarray:
+def transform(operator: Any, X: np.ndarray, wavelengths: np.ndarray | None) -> np.ndarray:
     """``operator.transform(X)``, passing `wavelengths` when the operator accepts them."""
     if wavelengths is not None:
         try:
@@ -88,5 +88,5 @@ def apply_chain(
                 return predictions.reshape(-1)
             return predictions
         for artifact_id in _as_ids(shared.get(str(idx))) or _as_ids(step.get("artifact_id")):
-            current = _transform(load(artifact_id), current, wavelengths)
+            current = transform(load(artifact_id), current, wavelengths)
     raise ValueError(f"chain {chain.get('chain_id')!r} has no step with model_step_idx={model_idx}")
