@@ -135,7 +135,10 @@ def _import(args: argparse.Namespace) -> int:
         args.source, args.destination, trust=args.trust, progress=sys.stderr.isatty()
     )
     copied = ", ".join(f"{n} {table}" for table, n in report.rows.items())
-    print(f"{report.destination}: imported {report.layout} workspace {report.source} ({copied})")
+    kept = f"; {report.extras} nirs4all files kept in nirs4all/" if report.extras else ""
+    print(
+        f"{report.destination}: imported {report.layout} workspace {report.source} ({copied}{kept})"
+    )
     return 0
 
 

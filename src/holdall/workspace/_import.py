@@ -3,22 +3,25 @@
 The destination is built in a temporary folder beside it and renamed into place only once
 everything is copied and committed, so an interrupted or failed import leaves no
 destination at all. The source is opened read-only (its database attached with
-``READ_ONLY``, its files only read) and nothing in it changes. One module per source layout
-does the copying (`_import_n4a07` for nirs4all 0.7.x's DuckDB workspace).
+``READ_ONLY``, or opened immutable, its files only read) and nothing in it changes. One module
+per source layout does the copying: `_import_n4a07` for nirs4all 0.7.x's DuckDB workspace,
+`_import_n4a14` for the SQLite + Parquet workspace of nirs4all 1.4.x.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
+import sqlite3
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from holdall._core.owners import owner_tag
 from holdall._core.progress import progress as progress_bar
 from holdall.errors import ArchiveExistsError, KeyNotFoundError, SchemaVersionError
-from holdall.workspace import _import_n4a07
+from holdall.workspace import _import_n4a07, _import_n4a14
 from holdall.workspace._store import WorkspaceStore
 
 __all__ = ["ImportReport", "import_workspace"]
@@ -31,9 +34,11 @@ class ImportReport:
     source: Path
     destination: Path
     layout: str
-    """``"nirs4all-0.7"`` (DuckDB ``store.duckdb``)."""
+    """``"nirs4all-0.7"`` (DuckDB ``store.duckdb``) or ``"nirs4all-1.4"`` (``store.sqlite``)."""
     rows: dict[str, int]
     """Rows copied per table (``artifacts``: rows, each with its file)."""
+    extras: int = 0
+    """Source files copied unchanged into ``nirs4all/`` (1.4.x: what holdall's tables lack)."""
 
 
 def import_workspace(
@@ -46,12 +51,15 @@ def import_workspace(
     """Copy a nirs4all workspace into a new holdall workspace at `destination`.
 
     Every run, pipeline, chain, prediction (with its arrays), artifact (row and file, its
-    SHA-256 checked) and log comes across with its id. The source is never modified.
+    SHA-256 checked) and log comes across with its id. The source is never modified. From a
+    1.4.x workspace, the source's own files (but ``artifacts/``) are also copied unchanged
+    into ``DST/nirs4all/``: they keep what holdall's tables have no column for.
 
     Parameters
     ----------
     source
-        The nirs4all workspace folder (holding ``store.duckdb`` and ``artifacts/``).
+        The nirs4all workspace folder: ``store.duckdb`` and ``artifacts/`` (0.7.x), or
+        ``store.sqlite``, ``arrays/`` and ``artifacts/`` (1.4.x).
     destination
         Where the holdall workspace is created; it must not exist yet.
     trust
@@ -64,20 +72,27 @@ def import_workspace(
     Raises
     ------
     KeyNotFoundError
-        When `source` holds no ``store.duckdb``.
+        When `source` holds neither ``store.duckdb`` nor ``store.sqlite``.
     ArchiveExistsError
         When `destination` exists.
     SchemaVersionError
         When the source is not a workspace layout holdall imports.
     CorruptedFileError, IntegrityError
         For an artifact file that is missing or does not match its row (nothing is created).
+    WorkspaceLockedError
+        When a 1.4.x ``store.sqlite-wal`` holds changes (nirs4all has it open).
+    UnsupportedTypeError
+        For 1.4.x predictions with string class labels (holdall's arrays hold numbers).
     """
     src = Path(source)
     dst = Path(destination)
     db = src / "store.duckdb"
-    if not db.is_file():
+    lite = src / "store.sqlite"
+    if not db.is_file() and not lite.is_file():
         raise KeyNotFoundError(
-            f"no nirs4all workspace at {src} (store.duckdb is missing)", key=str(src)
+            f"no nirs4all workspace at {src} (neither store.duckdb, nirs4all 0.7.x, nor "
+            "store.sqlite, nirs4all 1.4.x, is there)",
+            key=str(src),
         )
     if dst.exists() or dst.is_symlink():
         raise ArchiveExistsError(
@@ -86,15 +101,59 @@ def import_workspace(
     dst.parent.mkdir(parents=True, exist_ok=True)
     building = Path(tempfile.mkdtemp(prefix=f".{dst.name}.{owner_tag()}-", dir=dst.parent))
     try:
-        rows = _build(db, building, trust=trust, progress=progress)
+        if db.is_file():
+            layout, rows, extras = "nirs4all-0.7", _build(db, building, trust, progress), 0
+        else:
+            layout = "nirs4all-1.4"
+            rows = _build_14(lite, building, trust, progress)
+            extras = _import_n4a14.copy_extras(src, building / _import_n4a14.EXTRAS)
         os.rename(building, dst)
     except BaseException:
         shutil.rmtree(building, ignore_errors=True)
         raise
-    return ImportReport(src, dst, "nirs4all-0.7", rows)
+    return ImportReport(src, dst, layout, rows, extras)
 
 
-def _build(db: Path, building: Path, *, trust: bool, progress: bool) -> dict[str, int]:
+def _build_14(db: Path, building: Path, trust: bool, progress: bool) -> dict[str, int]:
+    """Create the workspace in `building` from a 1.4.x ``store.sqlite``, in one transaction."""
+    source = _import_n4a14.open_source(db)
+    try:
+        if not _import_n4a14.is_nirs4all_14(source):
+            raise SchemaVersionError(
+                f"{db} is not a nirs4all 1.4.x workspace (it lacks the tables "
+                f"{', '.join(_import_n4a14.TABLES)}); nothing was imported",
+                path=str(db),
+            )
+        n_files = int(source.execute("SELECT count(*) FROM artifacts").fetchone()[0])
+        bar = _steps(5 + n_files, f"import {db.parent.name}", progress)
+        with (
+            WorkspaceStore(building, exclusive=True) as store,
+            store._session.transaction() as conn,
+        ):
+            return _import_n4a14.copy_workspace(
+                conn, source, db.parent, building / "artifacts", sign=trust, step=bar
+            )
+    except sqlite3.DatabaseError as err:
+        raise SchemaVersionError(
+            f"{db} cannot be read as a nirs4all SQLite workspace ({err}); nothing was imported",
+            path=str(db),
+        ) from err
+    finally:
+        source.close()
+
+
+def _steps(total: int, label: str, enabled: bool) -> Callable[[str], None]:
+    """A progress bar of `total` steps; the returned function advances it by one."""
+    bar = progress_bar(iter(range(total)), total=total, label=label, enabled=enabled)
+    next(bar, None)  # tqdm counts an item when the next is asked for: the last step ends it
+
+    def step(_what: str) -> None:
+        next(bar, None)
+
+    return step
+
+
+def _build(db: Path, building: Path, trust: bool, progress: bool) -> dict[str, int]:
     """Create the workspace in `building` and copy everything in one transaction."""
     with (
         WorkspaceStore(building, exclusive=True) as store,
@@ -117,16 +176,9 @@ def _build(db: Path, building: Path, *, trust: bool, progress: bool) -> dict[str
                     path=str(db),
                 )
             n_files = conn.execute("SELECT count(*) FROM src.artifacts").fetchall()[0][0]
-            bar = progress_bar(
-                iter(range(len(_import_n4a07.TABLES) - 1 + int(n_files))),
-                total=len(_import_n4a07.TABLES) - 1 + int(n_files),
-                label=f"import {db.parent.name}",
-                enabled=progress,
+            step = _steps(
+                len(_import_n4a07.TABLES) - 1 + int(n_files), f"import {db.parent.name}", progress
             )
-
-            def step(_what: str) -> None:
-                next(bar, None)
-
             rows = _import_n4a07.copy_workspace(
                 conn,
                 db.parent,

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Self
 
@@ -26,7 +27,7 @@ from holdall.errors import (
 )
 from holdall.workspace._artifact_store import ArtifactStore
 from holdall.workspace._artifacts import check_trusted, verify
-from holdall.workspace._replay_core import apply_chain, deserialize_bytes
+from holdall.workspace._replay_core import NotAModelError, apply_chain, deserialize_bytes
 from holdall.workspace._replay_nirs4all import is_nirs4all_bundle, replay_nirs4all_bundle
 from holdall.workspace._signing import PICKLE_FORMATS
 
@@ -136,9 +137,7 @@ def replay_chain(
             raise KeyNotFoundError(
                 f"no chain with id {chain_id!r} in workspace {source.workspace_path}", key=chain_id
             )
-        return apply_chain(
-            chain, lambda aid: source.load_artifact(aid, trust=trust), X, wavelengths
-        )
+        return _apply(chain, lambda aid: source.load_artifact(aid, trust=trust), X, wavelengths)
     if not isinstance(source, str | os.PathLike) and callable(
         getattr(source, "replay_chain", None)
     ):
@@ -157,7 +156,20 @@ def replay_chain(
         verify(blobs[artifact_id], entry["sha256"], where=where)
         return deserialize_bytes(blobs[artifact_id], entry["format"])
 
-    return apply_chain(chain, load, X, wavelengths)
+    return _apply(chain, load, X, wavelengths)
+
+
+def _apply(
+    chain: dict[str, Any],
+    load: Callable[[str], Any],
+    X: np.ndarray,
+    wavelengths: np.ndarray | None,
+) -> np.ndarray:
+    """`apply_chain`, with a model artifact that cannot predict reported as holdall's error."""
+    try:
+        return apply_chain(chain, load, X, wavelengths)
+    except NotAModelError as err:
+        raise UnsupportedTypeError(str(err), got="a model artifact without predict()") from err
 
 
 class ChainBuilder:

@@ -20,6 +20,10 @@ REFIT_FOLDS = ("fold_final", "final")
 """Fold keys naming a single model refit on all data; when present it alone predicts."""
 
 
+class NotAModelError(TypeError):
+    """The artifact a chain names as its model has no ``predict``."""
+
+
 def deserialize_bytes(data: bytes, fmt: str) -> Any:
     """Rebuild an artifact from its bytes in format ``npy``, ``joblib`` or ``cloudpickle``."""
     if fmt == "npy":
@@ -81,8 +85,17 @@ def apply_chain(
                 raise ValueError(
                     f"chain {chain.get('chain_id')!r} has no model artifact to predict with"
                 )
+            models = [load(i) for i in ids]
+            for artifact_id, model in zip(ids, models, strict=True):
+                if not callable(getattr(model, "predict", None)):
+                    raise NotAModelError(
+                        f"artifact {artifact_id!r}, the model of chain {chain.get('chain_id')!r}, "
+                        f"is a {type(model).__name__} with no predict(); it is not a fitted "
+                        "model (nirs4all 1.4's dag-ml runner stores a replay descriptor here, "
+                        "which only nirs4all itself can replay)"
+                    )
             predictions: np.ndarray = np.mean(
-                [np.asarray(load(i).predict(current)) for i in ids], axis=0
+                [np.asarray(model.predict(current)) for model in models], axis=0
             )
             if predictions.ndim == 2 and predictions.shape[1] == 1:
                 return predictions.reshape(-1)

@@ -1,0 +1,266 @@
+"""Copy a nirs4all 1.4.x workspace (``store.sqlite`` + ``arrays/*.parquet`` + ``artifacts/``).
+
+The SQLite file is opened read-only and immutable (no lock, no ``-shm`` file created), so
+it must hold everything: a non-empty ``store.sqlite-wal`` means a nirs4all process has the
+workspace open, or was killed before its checkpoint, and the import is refused. Each
+table is read in batches and inserted with holdall's types (JSON text becomes JSON, SQLite
+timestamps become TIMESTAMP, ``chain_id = ''`` becomes NULL). Prediction arrays are read by
+DuckDB straight from nirs4all's Parquet files, skipping the ids in ``_tombstones.json``
+(nirs4all's pending deletes) and rows whose prediction is gone; shapes come from the
+``*_shape`` columns, and typed integer class labels (``*_labels``) are decoded.
+
+The columns and tables holdall's schema has no place for (run projects, the prediction
+scope and unit columns, chain summaries, the ``X``/``spectra``/metadata arrays, conformal,
+tuning and robustness results, ``native_results/``) are not dropped: `copy_extras` copies
+the source's own files, byte for byte, into ``nirs4all/`` in the new workspace.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sqlite3
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from urllib.parse import quote
+
+import duckdb
+import pyarrow as pa
+
+from holdall.errors import UnsupportedTypeError, WorkspaceLockedError
+from holdall.workspace._import_copy import copy_artifacts, copy_chains, layout_sql
+
+__all__ = ["EXTRAS", "TABLES", "copy_extras", "copy_workspace", "is_nirs4all_14", "open_source"]
+
+TABLES = ("runs", "pipelines", "chains", "predictions", "artifacts", "logs")
+"""The tables of a 1.4.x ``store.sqlite`` holdall maps onto its own (arrays: Parquet)."""
+
+EXTRAS = "nirs4all"
+"""The folder of the new workspace that receives the source's own files (see module doc)."""
+
+_BATCH_ROWS = 50_000
+
+_TIMESTAMP = "coalesce(CAST({0} AS TIMESTAMP), current_timestamp)"
+
+_INSERT = {
+    "runs": "INSERT INTO runs SELECT run_id, name, config::JSON, datasets::JSON, "
+    f"coalesce(status, 'running'), {_TIMESTAMP.format('created_at')}, "
+    "CAST(completed_at AS TIMESTAMP), summary::JSON, error FROM batch",
+    "pipelines": "INSERT INTO pipelines SELECT pipeline_id, run_id, name, "
+    "expanded_config::JSON, generator_choices::JSON, dataset_name, dataset_hash, "
+    f"coalesce(status, 'running'), {_TIMESTAMP.format('created_at')}, "
+    "CAST(completed_at AS TIMESTAMP), best_val, best_test, metric, duration_ms, error FROM batch",
+    "chains": "INSERT INTO n4a_chains SELECT chain_id, pipeline_id, steps, model_step_idx, "
+    "model_class, preprocessings, fold_strategy, fold_artifacts, shared_artifacts, branch_path, "
+    f"source_index, {_TIMESTAMP.format('created_at')} AS created_at FROM batch",
+    "predictions": "INSERT INTO predictions BY NAME SELECT prediction_id, pipeline_id, "
+    "nullif(chain_id, '') AS chain_id, dataset_name, model_name, model_class, fold_id, partition, "
+    "val_score, test_score, train_score, metric, task_type, coalesce(n_samples, 0) AS n_samples, "
+    "coalesce(n_features, 0) AS n_features, scores::JSON AS scores, "
+    "best_params::JSON AS best_params, preprocessings, branch_id, branch_name, "
+    "coalesce(exclusion_count, 0) AS exclusion_count, "
+    "coalesce(exclusion_rate, 0.0) AS exclusion_rate, refit_context, "
+    f"{_TIMESTAMP.format('created_at')} AS created_at FROM batch",
+    "artifacts": "INSERT INTO n4a_artifacts SELECT artifact_id, artifact_path, content_hash, "
+    "operator_class, artifact_type, format, size_bytes, ref_count, "
+    f"{_TIMESTAMP.format('created_at')} AS created_at, chain_path_hash, input_data_hash, "
+    "dataset_hash FROM batch",
+    "logs": "INSERT INTO logs SELECT log_id, pipeline_id, step_idx, operator_class, event, "
+    "duration_ms, message, details::JSON, coalesce(level, 'info'), "
+    f"{_TIMESTAMP.format('created_at')} FROM batch",
+}  # fmt: skip
+
+_STAGING = """
+CREATE TEMP TABLE n4a_chains (chain_id VARCHAR, pipeline_id VARCHAR, steps VARCHAR,
+    model_step_idx INTEGER, model_class VARCHAR, preprocessings VARCHAR, fold_strategy VARCHAR,
+    fold_artifacts VARCHAR, shared_artifacts VARCHAR, branch_path VARCHAR, source_index INTEGER,
+    created_at TIMESTAMP);
+CREATE TEMP TABLE n4a_artifacts (artifact_id VARCHAR, artifact_path VARCHAR,
+    content_hash VARCHAR, operator_class VARCHAR, artifact_type VARCHAR, format VARCHAR,
+    size_bytes BIGINT, ref_count INTEGER, created_at TIMESTAMP, chain_path_hash VARCHAR,
+    input_data_hash VARCHAR, dataset_hash VARCHAR);
+"""
+"""Chains and artifacts are staged: their shared copy steps read a relation, not batches."""
+
+
+def open_source(db: Path) -> sqlite3.Connection:
+    """Open a nirs4all ``store.sqlite`` read-only, without locking or writing beside it.
+
+    Raises
+    ------
+    WorkspaceLockedError
+        When ``store.sqlite-wal`` holds changes not yet in the file.
+    """
+    wal = db.with_name(db.name + "-wal")
+    if wal.exists() and wal.stat().st_size > 0:
+        raise WorkspaceLockedError(
+            f"{wal} holds changes not yet written to {db.name}: a nirs4all process has this "
+            "workspace open, or was killed before it checkpointed. Close it (or open and close "
+            "it once with nirs4all), then import; nothing was imported",
+            path=str(db),
+        )
+    return sqlite3.connect(f"file:{quote(str(db))}?mode=ro&immutable=1", uri=True)
+
+
+def is_nirs4all_14(source: sqlite3.Connection) -> bool:
+    """True when the SQLite file has the tables of a nirs4all 1.4.x workspace."""
+    names = {r[0] for r in source.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    return set(TABLES) <= names
+
+
+def _batches(source: sqlite3.Connection, table: str) -> Iterator[pa.Table]:
+    """The rows of `table` as Arrow tables of at most `_BATCH_ROWS` rows."""
+    cursor = source.execute(f'SELECT * FROM "{table}"')
+    names = [d[0] for d in cursor.description]
+    while rows := cursor.fetchmany(_BATCH_ROWS):
+        columns = list(zip(*rows, strict=True))
+        yield pa.table(
+            {name: pa.array(column) for name, column in zip(names, columns, strict=True)}
+        )
+
+
+def _copy_table(conn: duckdb.DuckDBPyConnection, source: sqlite3.Connection, table: str) -> int:
+    count = 0
+    for batch in _batches(source, table):
+        conn.register("batch", batch)
+        try:
+            conn.execute(_INSERT[table])
+        finally:
+            conn.unregister("batch")
+        count += batch.num_rows
+    return count
+
+
+def _labels(column: str) -> str:
+    """Decode nirs4all's typed integer labels (``{"vocabulary", "indices", "shape"}``)."""
+    payload = f"a.{column}_labels"
+    return (
+        f"list_transform(json_extract({payload}, '$.indices')::BIGINT[], "
+        f"lambda i: (json_extract({payload}, '$.vocabulary')::BIGINT[])[i + 1])::DOUBLE[]"
+    )
+
+
+def _target(column: str, has_labels: bool) -> str:
+    """SQL selecting ``y_true``/``y_pred`` with its dtype and shape, labelled or numeric."""
+    numeric_shape = f"coalesce(a.{column}_shape::BIGINT[], [len(a.{column})])"
+    if not has_labels:
+        return f"a.{column}, '<f8' AS {column}_dtype, {numeric_shape} AS {column}_shape"
+    labelled = f"a.{column}_labels IS NOT NULL"
+    return (
+        f"CASE WHEN {labelled} THEN {_labels(column)} ELSE a.{column} END AS {column}, "
+        f"CASE WHEN {labelled} THEN '<i8' ELSE '<f8' END AS {column}_dtype, "
+        f"CASE WHEN {labelled} THEN json_extract(a.{column}_labels, '$.shape')::BIGINT[] "
+        f"ELSE {numeric_shape} END AS {column}_shape"
+    )
+
+
+def _string_labelled(conn: duckdb.DuckDBPyConnection, parquet: str) -> str | None:
+    """The id of a prediction with string class labels, which holdall cannot hold."""
+    rows = conn.execute(
+        f"SELECT prediction_id FROM {parquet} WHERE "
+        "json_extract_string(y_true_labels, '$.label_type') = 'str' OR "
+        "json_extract_string(y_pred_labels, '$.label_type') = 'str' LIMIT 1"
+    ).fetchall()
+    return str(rows[0][0]) if rows else None
+
+
+def _copy_arrays(conn: duckdb.DuckDBPyConnection, arrays: Path) -> int:
+    """Insert the live arrays of every ``arrays/*.parquet`` file (see the module docstring).
+
+    A prediction written twice (nirs4all appends on upsert) keeps its last row in a file,
+    and the first file that has it wins, as nirs4all's reader does.
+    """
+    files = sorted(p for p in arrays.glob("*.parquet") if p.is_file() and not p.is_symlink())
+    if not files:
+        return 0
+    tombstones = arrays / "_tombstones.json"
+    deleted = sorted(json.loads(tombstones.read_text())) if tombstones.is_file() else []
+    listed = ", ".join("'" + str(f).replace("'", "''") + "'" for f in files)
+    parquet = (
+        f"read_parquet([{listed}], union_by_name = true, filename = true, file_row_number = true)"
+    )
+    columns = {r[0] for r in conn.execute(f"DESCRIBE SELECT * FROM {parquet}").fetchall()}
+    has_labels = "y_true_labels" in columns
+    if has_labels and (labelled := _string_labelled(conn, parquet)) is not None:
+        raise UnsupportedTypeError(
+            f"prediction {labelled!r} in {arrays} has string class labels; holdall's "
+            "prediction arrays hold numbers (bool, int, float), so this workspace cannot be "
+            "imported; nothing was imported",
+            got="string labels",
+        )
+    layout = layout_sql([
+        ("y_true", "y_true_dtype", "y_true_shape"),
+        ("y_pred", "y_pred_dtype", "y_pred_shape"),
+        ("y_proba", "'<f8'", "coalesce(y_proba_shape::BIGINT[], [len(y_proba)])"),
+        ("sample_indices", "'<i4'", "[len(sample_indices)]"),
+        ("weights", "'<f8'", "[len(weights)]"),
+    ])  # fmt: skip
+    rows = conn.execute(
+        "INSERT INTO prediction_arrays SELECT prediction_id, y_true, y_pred, y_proba, "
+        f"sample_indices, weights, {layout} FROM ("
+        f"SELECT a.prediction_id, {_target('y_true', has_labels)}, "
+        f"{_target('y_pred', has_labels)}, a.y_proba, a.y_proba_shape, "
+        "a.sample_indices::BIGINT[] AS sample_indices, a.weights, row_number() OVER ("
+        "PARTITION BY a.prediction_id ORDER BY a.filename, a.file_row_number DESC) AS copy "
+        f"FROM {parquet} a WHERE a.prediction_id IN (SELECT prediction_id FROM predictions) "
+        "AND NOT list_contains(?::VARCHAR[], a.prediction_id)) WHERE copy = 1 RETURNING 1",
+        [deleted],
+    ).fetchall()
+    return len(rows)
+
+
+def copy_workspace(
+    conn: duckdb.DuckDBPyConnection,
+    source: sqlite3.Connection,
+    folder: Path,
+    artifacts_dir: Path,
+    *,
+    sign: bool,
+    step: Callable[[str], None],
+) -> dict[str, int]:
+    """Copy every table, array and artifact of the nirs4all 1.4.x workspace at `folder`.
+
+    Runs inside the caller's transaction on the destination. Returns the rows copied per
+    table; `step` is called after each table and each artifact file.
+    """
+    conn.execute(_STAGING)  # temporary, and rolled back with the transaction on failure
+    counts = {t: _copy_table(conn, source, t) for t in ("runs", "pipelines")}
+    step("pipelines")
+    _copy_table(conn, source, "chains")
+    counts["chains"] = copy_chains(conn, "n4a_chains")
+    step("chains")
+    counts["predictions"] = _copy_table(conn, source, "predictions")
+    step("predictions")
+    counts["prediction_arrays"] = _copy_arrays(conn, folder / "arrays")
+    step("prediction_arrays")
+    counts["logs"] = _copy_table(conn, source, "logs")
+    step("logs")
+    _copy_table(conn, source, "artifacts")
+    counts["artifacts"] = copy_artifacts(
+        conn, "n4a_artifacts", folder, artifacts_dir, sign=sign, step=step
+    )
+    conn.execute("DROP TABLE n4a_chains; DROP TABLE n4a_artifacts")
+    return counts
+
+
+def copy_extras(folder: Path, destination: Path) -> int:
+    """Copy the source's files, except ``artifacts/`` and lock files, into `destination`.
+
+    Links are not followed (nor copied): nirs4all writes none. Returns the files copied.
+    """
+    copied = 0
+    for root, dirs, files in os.walk(folder):
+        here = Path(root)
+        if here == folder:
+            dirs[:] = [d for d in dirs if d != "artifacts"]
+        dirs[:] = [d for d in dirs if not (here / d).is_symlink()]
+        for name in files:
+            origin = here / name
+            if origin.is_symlink() or name == ".lock" or name.endswith((".lock", "-shm")):
+                continue
+            target = destination / origin.relative_to(folder)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(origin, target)
+            copied += 1
+    return copied
