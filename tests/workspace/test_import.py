@@ -1,18 +1,22 @@
 """`import_workspace` / ``holdall workspace import``: nirs4all 0.7.x workspaces into holdall.
 
-The source workspaces are written by nirs4all 0.7.1 itself, in its own environment
-(``benchmarks/.envs/n4a071``, built by ``benchmarks/workspace.py`` or by
-``python -m venv benchmarks/.envs/n4a071 && benchmarks/.envs/n4a071/bin/pip install
-nirs4all==0.7.1 'duckdb<2'``); without it those tests are skipped. The all-or-nothing and
-read-only checks also run on a 0.7.x layout created here from nirs4all's documented DDL.
+The source workspaces are written by nirs4all 0.7.1 itself (``n4a07_writer.py``): the one in
+``fixtures/nirs4all-0.7.1-workspace`` (its ``store.duckdb`` gzipped: DuckDB files are mostly
+empty blocks) always, and a fresh one too when nirs4all 0.7.1's environment is built
+(``benchmarks/.envs/n4a071``, by ``benchmarks/workspace.py`` or by ``python -m venv
+benchmarks/.envs/n4a071 && benchmarks/.envs/n4a071/bin/pip install nirs4all==0.7.1
+'duckdb<2'``). The all-or-nothing and read-only checks also run on a 0.7.x layout created
+here from nirs4all's documented DDL.
 """
 
 from __future__ import annotations
 
 import argparse
+import gzip
 import hashlib
 import json
 import os
+import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -57,10 +61,22 @@ def _tree_digest(folder: Path) -> dict[str, str]:
     }
 
 
-@pytest.fixture(scope="module")
-def nirs4all_workspace(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+FIXTURE = Path(__file__).with_name("fixtures") / "nirs4all-0.7.1-workspace"
+
+
+@pytest.fixture(scope="module", params=["checked-in", pytest.param("fresh", marks=needs_nirs4all)])
+def nirs4all_workspace(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[Path, Path]:
     """A workspace, a bundle and nirs4all's own replay, written by nirs4all 0.7.1."""
     root = tmp_path_factory.mktemp("n4a")
+    if request.param == "checked-in":
+        shutil.copytree(FIXTURE, root, dirs_exist_ok=True)
+        packed = root / "ws" / "store.duckdb.gz"
+        with gzip.open(packed) as data, (root / "ws" / "store.duckdb").open("wb") as out:
+            shutil.copyfileobj(data, out)
+        packed.unlink()
+        return root / "ws", root
     env = {**os.environ, "PYTHONPATH": str(REPO)}  # the tests' models, not holdall
     done = subprocess.run(
         [str(NIRS4ALL_071), str(WRITER), str(root / "ws"), str(root)],
@@ -80,7 +96,6 @@ def _source_rows(db: Path, table: str) -> list[dict[str, Any]]:
         conn.close()
 
 
-@needs_nirs4all
 def test_a_nirs4all_workspace_comes_across_record_by_record(
     nirs4all_workspace: tuple[Path, Path], tmp_path: Path
 ) -> None:
@@ -132,7 +147,6 @@ def test_a_nirs4all_workspace_comes_across_record_by_record(
         )  # the predictions nirs4all's own replay gives
 
 
-@needs_nirs4all
 def test_a_nirs4all_bundle_says_how_to_replay_it(nirs4all_workspace: tuple[Path, Path]) -> None:
     _source, out = nirs4all_workspace
     ids = json.loads((out / "ids.json").read_text())
@@ -142,7 +156,6 @@ def test_a_nirs4all_bundle_says_how_to_replay_it(nirs4all_workspace: tuple[Path,
     assert "holdall workspace import" in str(info.value)
 
 
-@needs_nirs4all
 def test_imported_pickles_need_trust_unless_the_import_was_trusted(
     nirs4all_workspace: tuple[Path, Path], tmp_path: Path
 ) -> None:
@@ -162,7 +175,6 @@ def test_imported_pickles_need_trust_unless_the_import_was_trusted(
         assert store.gc_artifacts() == 0
 
 
-@needs_nirs4all
 def test_the_command_line_import(nirs4all_workspace: tuple[Path, Path], tmp_path: Path) -> None:
     source, _out = nirs4all_workspace
     parser = argparse.ArgumentParser(prog="holdall")
