@@ -206,3 +206,27 @@ def test_the_command_line_imports_a_14_workspace(source: Path, tmp_path: Path) -
     assert "nirs4all files kept in nirs4all/" in done.stdout
     with WorkspaceStore(tmp_path / "dst", read_only=True) as store:
         assert len(store.query_predictions()) == 24
+
+
+def test_a_prediction_written_twice_keeps_its_last_row(source: Path, tmp_path: Path) -> None:
+    path = source / "arrays" / "wheat.parquet"
+    table = pl.read_parquet(path)
+    again = table.filter(pl.col("model_name") == "Ridge").head(1)
+    rewritten = again.with_columns(pl.col("y_pred").list.eval(pl.element() * 10))
+    pl.concat([table, rewritten]).write_parquet(path)  # what nirs4all's upsert appends
+    import_workspace(source, tmp_path / "dst")
+    with WorkspaceStore(tmp_path / "dst", read_only=True) as store:
+        arrays = store.get_prediction_arrays(again["prediction_id"][0])
+    assert arrays is not None
+    np.testing.assert_array_equal(arrays["y_pred"], np.asarray(rewritten["y_pred"][0]))
+
+
+def test_arrays_whose_prediction_is_gone_are_not_imported(source: Path, tmp_path: Path) -> None:
+    with sqlite3.connect(source / "store.sqlite") as conn:
+        gone = conn.execute("SELECT prediction_id FROM predictions LIMIT 1").fetchone()[0]
+        conn.execute("DELETE FROM predictions WHERE prediction_id = ?", [gone])
+    conn.close()
+    report = import_workspace(source, tmp_path / "dst")
+    assert report.rows["prediction_arrays"] == report.rows["predictions"] == 23
+    with WorkspaceStore(tmp_path / "dst", read_only=True) as store:
+        assert store.get_prediction_arrays(gone) is None

@@ -131,7 +131,7 @@ def _build_14(db: Path, building: Path, trust: bool, progress: bool) -> dict[str
             store._session.transaction() as conn,
         ):
             return _import_n4a14.copy_workspace(
-                conn, source, db.parent, building / "artifacts", sign=trust, step=bar
+                conn, db, building / "artifacts", sign=trust, step=bar
             )
     except sqlite3.DatabaseError as err:
         raise SchemaVersionError(

@@ -19,9 +19,11 @@ from __future__ import annotations
 
 import json
 import os
+import queue
 import shutil
 import sqlite3
-from collections.abc import Callable, Iterator
+import threading
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from urllib.parse import quote
 
@@ -120,9 +122,9 @@ def _batches(source: sqlite3.Connection, table: str) -> Iterator[pa.Table]:
         )
 
 
-def _copy_table(conn: duckdb.DuckDBPyConnection, source: sqlite3.Connection, table: str) -> int:
+def _insert(conn: duckdb.DuckDBPyConnection, table: str, batches: Iterable[pa.Table]) -> int:
     count = 0
-    for batch in _batches(source, table):
+    for batch in batches:
         conn.register("batch", batch)
         try:
             conn.execute(_INSERT[table])
@@ -130,6 +132,63 @@ def _copy_table(conn: duckdb.DuckDBPyConnection, source: sqlite3.Connection, tab
             conn.unregister("batch")
         count += batch.num_rows
     return count
+
+
+def _copy_table(conn: duckdb.DuckDBPyConnection, source: sqlite3.Connection, table: str) -> int:
+    return _insert(conn, table, _batches(source, table))
+
+
+class _Prefetch:
+    """`_batches` of a table, read by a thread of its own at most two batches ahead.
+
+    The predictions are read from SQLite while DuckDB copies the arrays (DuckDB releases
+    the GIL), which takes the SQLite read off the import's critical path. Used as a context
+    manager: leaving it stops and joins the thread, consumed or not.
+    """
+
+    def __init__(self, db: Path, table: str) -> None:
+        self._ready: queue.Queue[pa.Table | BaseException | None] = queue.Queue(maxsize=2)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(
+            target=self._read, args=(db, table), name=f"holdall-import-{table}", daemon=True
+        )
+
+    def __enter__(self) -> _Prefetch:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _put(self, item: pa.Table | BaseException | None) -> bool:
+        """Queue `item` unless stopped meanwhile; False when stopped."""
+        while not self._stop.is_set():
+            try:
+                self._ready.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _read(self, db: Path, table: str) -> None:
+        try:
+            source = open_source(db)
+            try:
+                for batch in _batches(source, table):
+                    if not self._put(batch):
+                        return
+            finally:
+                source.close()
+            self._put(None)
+        except BaseException as err:  # handed to the consumer, which raises it
+            self._put(err)
+
+    def __iter__(self) -> Iterator[pa.Table]:
+        while (item := self._ready.get()) is not None:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
 
 
 def _labels(column: str) -> str:
@@ -165,15 +224,15 @@ def _string_labelled(conn: duckdb.DuckDBPyConnection, parquet: str) -> str | Non
     return str(rows[0][0]) if rows else None
 
 
-def _copy_arrays(conn: duckdb.DuckDBPyConnection, arrays: Path) -> int:
-    """Insert the live arrays of every ``arrays/*.parquet`` file (see the module docstring).
+def _copy_arrays(conn: duckdb.DuckDBPyConnection, arrays: Path) -> None:
+    """Insert the arrays of every ``arrays/*.parquet`` file but nirs4all's tombstoned ones.
 
     A prediction written twice (nirs4all appends on upsert) keeps its last row in a file,
     and the first file that has it wins, as nirs4all's reader does.
     """
     files = sorted(p for p in arrays.glob("*.parquet") if p.is_file() and not p.is_symlink())
     if not files:
-        return 0
+        return
     tombstones = arrays / "_tombstones.json"
     deleted = sorted(json.loads(tombstones.read_text())) if tombstones.is_file() else []
     listed = ", ".join("'" + str(f).replace("'", "''") + "'" for f in files)
@@ -196,47 +255,68 @@ def _copy_arrays(conn: duckdb.DuckDBPyConnection, arrays: Path) -> int:
         ("sample_indices", "'<i4'", "[len(sample_indices)]"),
         ("weights", "'<f8'", "[len(weights)]"),
     ])  # fmt: skip
-    rows = conn.execute(
+    duplicated = conn.execute(
+        f"SELECT count(*) > count(DISTINCT prediction_id) FROM {parquet}"
+    ).fetchall()[0][0]
+    # the window that keeps one row per prediction costs a quarter of the copy: only if needed
+    latest = (
+        "row_number() OVER (PARTITION BY a.prediction_id ORDER BY a.filename, "
+        "a.file_row_number DESC)"
+        if duplicated
+        else "1"
+    )
+    conn.execute(
         "INSERT INTO prediction_arrays SELECT prediction_id, y_true, y_pred, y_proba, "
         f"sample_indices, weights, {layout} FROM ("
         f"SELECT a.prediction_id, {_target('y_true', has_labels)}, "
         f"{_target('y_pred', has_labels)}, a.y_proba, a.y_proba_shape, "
-        "a.sample_indices::BIGINT[] AS sample_indices, a.weights, row_number() OVER ("
-        "PARTITION BY a.prediction_id ORDER BY a.filename, a.file_row_number DESC) AS copy "
-        f"FROM {parquet} a WHERE a.prediction_id IN (SELECT prediction_id FROM predictions) "
-        "AND NOT list_contains(?::VARCHAR[], a.prediction_id)) WHERE copy = 1 RETURNING 1",
+        f"a.sample_indices::BIGINT[] AS sample_indices, a.weights, {latest} AS copy "
+        f"FROM {parquet} a WHERE a.prediction_id NOT IN (SELECT unnest(?::VARCHAR[]))) "
+        "WHERE copy = 1",
         [deleted],
-    ).fetchall()
-    return len(rows)
+    )
 
 
 def copy_workspace(
     conn: duckdb.DuckDBPyConnection,
-    source: sqlite3.Connection,
-    folder: Path,
+    db: Path,
     artifacts_dir: Path,
     *,
     sign: bool,
     step: Callable[[str], None],
 ) -> dict[str, int]:
-    """Copy every table, array and artifact of the nirs4all 1.4.x workspace at `folder`.
+    """Copy every table, array and artifact of the nirs4all 1.4.x workspace of `db`.
 
     Runs inside the caller's transaction on the destination. Returns the rows copied per
     table; `step` is called after each table and each artifact file.
     """
+    folder = db.parent
     conn.execute(_STAGING)  # temporary, and rolled back with the transaction on failure
-    counts = {t: _copy_table(conn, source, t) for t in ("runs", "pipelines")}
-    step("pipelines")
-    _copy_table(conn, source, "chains")
-    counts["chains"] = copy_chains(conn, "n4a_chains")
-    step("chains")
-    counts["predictions"] = _copy_table(conn, source, "predictions")
-    step("predictions")
-    counts["prediction_arrays"] = _copy_arrays(conn, folder / "arrays")
-    step("prediction_arrays")
-    counts["logs"] = _copy_table(conn, source, "logs")
-    step("logs")
-    _copy_table(conn, source, "artifacts")
+    source = open_source(db)
+    try:
+        with _Prefetch(db, "predictions") as predictions:  # read while the arrays are copied
+            counts = {t: _copy_table(conn, source, t) for t in ("runs", "pipelines")}
+            step("pipelines")
+            _copy_table(conn, source, "chains")
+            counts["chains"] = copy_chains(conn, "n4a_chains")
+            step("chains")
+            _copy_arrays(conn, folder / "arrays")
+            step("prediction_arrays")
+            counts["predictions"] = _insert(conn, "predictions", predictions)
+            step("predictions")
+        # arrays whose prediction is gone (deleted without a tombstone) are not imported
+        conn.execute(
+            "DELETE FROM prediction_arrays WHERE prediction_id NOT IN "
+            "(SELECT prediction_id FROM predictions)"
+        )
+        counts["prediction_arrays"] = conn.execute(
+            "SELECT count(*) FROM prediction_arrays"
+        ).fetchall()[0][0]
+        counts["logs"] = _copy_table(conn, source, "logs")
+        step("logs")
+        _copy_table(conn, source, "artifacts")
+    finally:
+        source.close()
     counts["artifacts"] = copy_artifacts(
         conn, "n4a_artifacts", folder, artifacts_dir, sign=sign, step=step
     )

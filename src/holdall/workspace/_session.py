@@ -213,6 +213,7 @@ class Session:
         try:
             conn = duckdb.connect(str(self.db_path), read_only=self.read_only)
             try:
+                conn.execute("SET enable_progress_bar = false")  # a library draws no bar
                 ensure_schema(conn, self.db_path, writable=not self.read_only)
             except BaseException:
                 conn.close()
