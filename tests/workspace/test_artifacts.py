@@ -68,10 +68,13 @@ def test_unknown_artifact_ids(store: WorkspaceStore, trained: Trained) -> None:
         store.load_artifact("0" * 64)
     with pytest.raises(KeyNotFoundError):
         store.get_artifact_path("0" * 64)
-    with pytest.raises(KeyNotFoundError):
-        store.save_chain(
-            trained.pipeline_id, **ChainBuilder().add_model("m", {"0": "f" * 64}).build()
-        )
+    waiting = store.save_chain(
+        trained.pipeline_id, **ChainBuilder().add_model("m", {"0": "f" * 64}).build()
+    )
+    assert store.get_chain(waiting) is None  # waits for its artifact, never stored dangling
+    with pytest.raises(KeyNotFoundError, match="f" * 64):
+        store.complete_pipeline(trained.pipeline_id, 0.1, 0.1, "rmse", 1)
+    store.fail_pipeline(trained.pipeline_id, "gave up")  # drops the waiting chain
 
 
 def test_delete_run_cascades_and_removes_unshared_artifacts(

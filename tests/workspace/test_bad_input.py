@@ -19,7 +19,6 @@ from holdall.errors import (
     KeyNotFoundError,
     ReadOnlyStorageError,
     SchemaVersionError,
-    UnsupportedTypeError,
 )
 from holdall.workspace import PipelineLibrary, WorkspaceStore, _schema
 from tests.workspace.conftest import Trained, prediction_fields
@@ -108,14 +107,18 @@ def test_names_with_path_separators_are_refused(
     assert store.list_pipelines().height == 0
 
 
-def test_values_that_are_not_json_are_refused(store: WorkspaceStore) -> None:
-    with pytest.raises(UnsupportedTypeError):
-        store.begin_run("r", {"fn": object()}, [])
-    assert store.list_runs().height == 0
-    run_id = store.begin_run("r", {"arr": np.arange(2), "n": np.int64(3)}, [])
+class _Splitter:
+    def __str__(self) -> str:
+        return "<FullTrainFoldSplitter>"
+
+
+def test_values_json_cannot_hold_are_stored_as_nirs4all_stores_them(store: WorkspaceStore) -> None:
+    run_id = store.begin_run("r", {"arr": np.arange(2), "n": np.int64(3), "cv": _Splitter()}, [])
     run = store.get_run(run_id)
     assert run is not None
-    assert run["config"] == {"arr": [0, 1], "n": 3}
+    assert run["config"] == {"arr": [0, 1], "n": 3, "cv": "<FullTrainFoldSplitter>"}  # str()
+    with pytest.raises(InvalidValueError, match="NaN"):
+        store.begin_run("r", {"score": float("nan")}, [])
 
 
 def test_unknown_ids_on_getters_return_none(store: WorkspaceStore) -> None:

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from holdall.errors import (
+    HoldallWarning,
     IntegrityError,
     InvalidValueError,
     KeyNotFoundError,
@@ -239,3 +240,63 @@ def test_a_chain_of_registered_artifacts_exports_and_replays(
     np.testing.assert_allclose(store.replay_chain(chain_id, trained.X), expected)
     bundle = store.export_chain(chain_id, tmp_path / "registered.n4a")
     np.testing.assert_allclose(replay_chain(bundle, X=trained.X), expected)
+
+
+def _register(store: WorkspaceStore, aid: str, payload: bytes) -> None:
+    relative, digest = _registry_file(store, f"{aid}.pkl", payload)
+    store.register_existing_artifact(aid, relative, digest, "M", "model", "pickle", len(payload))
+
+
+def test_a_chain_saved_before_its_artifacts_is_stored_with_the_last_of_them(
+    store: WorkspaceStore,
+) -> None:
+    run_id = store.begin_run("r", {}, [])
+    pipeline_id = store.begin_pipeline(run_id, "p", {}, [], "wheat", "h")
+    # nirs4all 0.7.1's executor order: the chain first, its artifacts right after
+    chain_id = store.save_chain(
+        pipeline_id, **ChainBuilder().add_model("M", {"0": "a:0", "1": "a:1"}).build()
+    )
+    assert store.get_chain(chain_id) is None  # never stored pointing to nothing
+    _register(store, "a:0", b"fold 0")
+    assert store.get_chain(chain_id) is None  # still waits for a:1
+    with pytest.raises(KeyNotFoundError, match=r"chain .* a:1"):
+        store.complete_pipeline(pipeline_id, 0.1, 0.1, "rmse", 1)
+    assert store.get_pipeline(pipeline_id)["status"] == "running"  # type: ignore[index]
+    _register(store, "a:1", b"fold 1")
+    chain = store.get_chain(chain_id)
+    assert chain is not None
+    assert chain["fold_artifacts"] == {"0": "a:0", "1": "a:1"}
+    store.complete_pipeline(pipeline_id, 0.1, 0.1, "rmse", 1)
+
+
+def test_a_waiting_chain_goes_with_a_failed_pipeline_and_is_reported_at_close(
+    tmp_path: Path,
+) -> None:
+    store = WorkspaceStore(tmp_path / "ws")
+    run_id = store.begin_run("r", {}, [])
+    failed = store.begin_pipeline(run_id, "p", {}, [], "wheat", "h")
+    dropped = store.save_chain(failed, **ChainBuilder().add_model("M", {"0": "b:0"}).build())
+    store.fail_pipeline(failed, "ValueError")
+    _register(store, "b:0", b"late")
+    assert store.get_chain(dropped) is None  # its pipeline failed: not stored
+    other = store.begin_pipeline(run_id, "q", {}, [], "wheat", "h")
+    left = store.save_chain(other, **ChainBuilder().add_model("M", {"0": "never"}).build())
+    with pytest.warns(HoldallWarning, match=f"{left}.*never saved or registered"):
+        store.close()
+    with WorkspaceStore(tmp_path / "ws", read_only=True) as again:
+        assert again.get_chain(left) is None
+
+
+def test_weights_may_hold_one_value_per_fold(store: WorkspaceStore, trained: Trained) -> None:
+    # nirs4all 0.7.1 stores the fold weights of an averaged prediction in `weights`
+    pid = store.save_prediction(**prediction_fields(trained.pipeline_id, trained.chain_id))
+    store.save_prediction_arrays(pid, np.zeros(4), np.ones(4), weights=np.array([0.5, 0.5]))
+    bulk = store.save_predictions(
+        [{**prediction_fields(trained.pipeline_id, trained.chain_id, fold_id="9"),
+          "y_true": np.zeros(4), "y_pred": np.ones(4), "weights": np.ones(3)}]
+    )  # fmt: skip
+    arrays = store.load_prediction_arrays([pid, *bulk])
+    np.testing.assert_array_equal(arrays[pid]["weights"], [0.5, 0.5])
+    np.testing.assert_array_equal(arrays[bulk[0]]["weights"], np.ones(3))
+    with pytest.raises(InvalidValueError, match="y_true must have one row per sample"):
+        store.save_prediction_arrays(pid, np.zeros(3), np.ones(4))

@@ -29,6 +29,7 @@ from holdall.workspace._artifacts import (
     serialize,
     verify,
 )
+from holdall.workspace._pending_chains import PendingChains
 from holdall.workspace._writes import WorkspaceWrites
 
 __all__ = ["ArtifactStore"]
@@ -48,6 +49,7 @@ class ArtifactStore(WorkspaceWrites):
     """Artifact calls of the store (the seed's and nirs4all 0.7.1's executor's)."""
 
     _files: ArtifactFiles
+    _pending: PendingChains
 
     def save_artifact(self, obj: Any, operator_class: str, artifact_type: str, format: str) -> str:
         """Persist an object content-addressed; the same content is stored once.
@@ -100,6 +102,7 @@ class ArtifactStore(WorkspaceWrites):
             # Written (or repaired: a crash or a hand removed it) before the row commits. The
             # caller produced these very bytes, so signing a row found unsigned is right too.
             self._files.write(relative, data)
+            stored: list[str] = []
             if not bumped:
                 conn.execute(
                     "INSERT INTO artifacts (artifact_id, artifact_path, content_hash, "
@@ -109,8 +112,10 @@ class ArtifactStore(WorkspaceWrites):
                      _text(artifact_type, "artifact_type"), fmt, len(data), _records.utc_now(),
                      signature],
                 )  # fmt: skip
+                stored = self._pending.insert_ready(conn, digest)
             if cache_key is not None:
                 self._set_cache_key(conn, digest, cache_key)
+        self._pending.forget(stored)
         return digest
 
     def register_existing_artifact(
@@ -128,7 +133,9 @@ class ArtifactStore(WorkspaceWrites):
         Idempotent: an id already recorded is left as it is. The file must exist inside
         the folder (`path` relative to it, no link on the way) and hash to `content_hash`
         (``sha256:`` prefix accepted); the caller vouches for it, so it is signed like a
-        save. Its id may be any string (nirs4all's are not hashes). Returns `artifact_id`.
+        save. Its id may be any string (nirs4all's are not hashes). A chain saved before it
+        (nirs4all's executor order) is stored in the same transaction once this was the last
+        artifact it waited for. Returns `artifact_id`.
 
         Raises
         ------
@@ -160,6 +167,8 @@ class ArtifactStore(WorkspaceWrites):
                  _text(artifact_type, "artifact_type"), fmt, size, _records.utc_now(),
                  _signing.sign(digest, fmt)],
             )  # fmt: skip
+            stored = self._pending.insert_ready(conn, artifact_id)
+        self._pending.forget(stored)
         return artifact_id
 
     def _read_registered(self, relative: str) -> bytes:

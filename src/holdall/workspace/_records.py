@@ -22,7 +22,7 @@ import numpy as np
 import pyarrow as pa
 
 from holdall._core.keys import validate_name
-from holdall.errors import InvalidValueError, UnsupportedTypeError
+from holdall.errors import InvalidValueError
 
 __all__ = [
     "ARRAY_NAMES",
@@ -120,15 +120,13 @@ new_id = _IdPool().take
 
 
 def _json_default(value: Any) -> Any:
+    """numpy values as numbers and lists; any other object as its ``str()``, as nirs4all
+    0.7.1 stores it (its refit pass puts a splitter object in a pipeline's config)."""
     if isinstance(value, np.generic):
         return value.item()
     if isinstance(value, np.ndarray):
         return value.tolist()
-    raise UnsupportedTypeError(
-        f"cannot store a {type(value).__name__} as JSON ({value!r:.80}); "
-        "use str, int, float, bool, None, lists and dicts",
-        got=type(value).__name__,
-    )
+    return str(value)
 
 
 _ENCODE_JSON = json.JSONEncoder(allow_nan=False, default=_json_default).encode
@@ -260,6 +258,11 @@ class PreparedArrays:
     """JSON ``{name: {"dtype": str, "shape": [...]}}`` to rebuild the original arrays."""
 
 
+ANY_LENGTH = frozenset({"weights"})
+"""Arrays whose length need not be `n_samples`: nirs4all 0.7.1 stores the fold weights of an
+averaged prediction (one per fold) in `weights`."""
+
+
 def prepare_one(
     name: str, value: object, n_samples: int
 ) -> tuple[np.ndarray, str, tuple[int, ...]]:
@@ -294,7 +297,7 @@ def prepare_one(
             expected="integer dtype",
             got=str(array.dtype),
         )
-    if array.ndim == 0 or array.shape[0] != n_samples:
+    if array.ndim == 0 or (name not in ANY_LENGTH and array.shape[0] != n_samples):
         got = "a scalar" if array.ndim == 0 else f"shape {array.shape}"
         raise InvalidValueError(
             f"{name} must have one row per sample (n_samples={n_samples}), got {got}",
@@ -325,8 +328,8 @@ def prepare_arrays(
     Raises
     ------
     InvalidValueError
-        For a non-numeric dtype, a length other than `n_samples`, or integers a float64
-        cannot hold exactly.
+        For a non-numeric dtype, a length other than `n_samples` (but for `ANY_LENGTH`), or
+        integers a float64 cannot hold exactly.
     """
     flat: dict[str, np.ndarray | None] = {}
     layout: list[tuple[str, str, tuple[int, ...]]] = []

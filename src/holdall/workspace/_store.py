@@ -14,6 +14,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import os
+import warnings
 import weakref
 from collections.abc import Iterable
 from pathlib import Path
@@ -25,12 +26,13 @@ import polars as pl
 import pyarrow as pa
 
 from holdall._core.closing import Closing
-from holdall.errors import InvalidValueError, KeyNotFoundError
+from holdall.errors import HoldallWarning, InvalidValueError, KeyNotFoundError
 from holdall.workspace import _export, _records
 from holdall.workspace._artifact_store import ArtifactStore
 from holdall.workspace._artifacts import ArtifactFiles
 from holdall.workspace._columns import prediction_batch
 from holdall.workspace._known import KnownParents, NaturalKey, NaturalKeys, natural_key
+from holdall.workspace._pending_chains import PendingChains
 from holdall.workspace._queries import prediction_query
 from holdall.workspace._replay import replay_chain
 from holdall.workspace._schema import migrate as _migrate_schema
@@ -114,6 +116,7 @@ class WorkspaceStore(Closing, ArtifactStore):
             )
         self._root.mkdir(parents=True, exist_ok=True)
         self._files = ArtifactFiles(self._root / "artifacts")
+        self._pending = PendingChains()
         self._flush_every = int(flush_every)
         self._buffer = Buffer()
         self._parents = KnownParents()
@@ -178,6 +181,14 @@ class WorkspaceStore(Closing, ArtifactStore):
         """
         if len(self._buffer) and not self._session.closed:
             self.flush()
+        if waiting := self._pending.ids():
+            warnings.warn(
+                f"workspace {self._root}: chain(s) {', '.join(waiting)} were not stored: "
+                "they name artifacts that were never saved or registered",
+                HoldallWarning,
+                stacklevel=2,
+            )
+            self._pending.forget(waiting)
         self._session.close()
         _OPEN_STORES.discard(self)
 
@@ -291,6 +302,13 @@ class WorkspaceStore(Closing, ArtifactStore):
                     key=pipeline_id,
                     got=status,
                 )
+            for chain_id in self._pending.of_pipeline(pipeline_id):
+                missing = self._pending.missing(conn, chain_id)
+                raise KeyNotFoundError(
+                    f"pipeline {pipeline_id!r} cannot be completed: its chain {chain_id!r} "
+                    f"names artifact id(s) never saved or registered: {', '.join(missing)}",
+                    key=missing[0],
+                )
             self._update(conn, "pipelines", "pipeline_id", pipeline_id, values)
 
     def fail_pipeline(self, pipeline_id: str, error: str) -> None:
@@ -308,6 +326,7 @@ class WorkspaceStore(Closing, ArtifactStore):
                 "UPDATE pipelines SET status = 'failed', completed_at = ?, error = ? WHERE pipeline_id = ?",
                 [_records.utc_now(), message, pipeline_id],
             )
+        self._pending.forget(self._pending.of_pipeline(pipeline_id))
         self._parents.forget()
         self._forget_keys()
 
@@ -329,12 +348,16 @@ class WorkspaceStore(Closing, ArtifactStore):
         """Store a preprocessing-to-model chain and return its id (a UUID string).
 
         Every artifact id it names (``steps[i]["artifact_id"]``, `fold_artifacts` values,
-        `shared_artifacts` values, strings or lists of strings) must exist in this store.
+        `shared_artifacts` values, strings or lists of strings) must be an artifact of this
+        store. A chain naming ids not registered yet (nirs4all 0.7.1's executor saves its
+        chains first) waits, in this store object, and is stored in the transaction that
+        registers the last of them; until then `get_chain` does not find it, and
+        `complete_pipeline` refuses its pipeline.
 
         Raises
         ------
         KeyNotFoundError
-            For an unknown pipeline or artifact id.
+            For an unknown pipeline.
         """
         self._session.check_writable()
         if not isinstance(steps, list) or not all(isinstance(s, dict) for s in steps):
@@ -366,13 +389,9 @@ class WorkspaceStore(Closing, ArtifactStore):
                 found = {r[0] for r in conn.execute(
                     "SELECT artifact_id FROM artifacts WHERE list_contains(?, artifact_id)", [referenced]
                 ).fetchall()}  # fmt: skip
-                missing = [a for a in referenced if a not in found]
-                if missing:
-                    raise KeyNotFoundError(
-                        f"chain references unknown artifact id(s) {', '.join(missing)}; "
-                        "save them with save_artifact first",
-                        key=missing[0],
-                    )
+                if len(found) < len(referenced):
+                    self._pending.add(chain_id, pipeline_id, row, referenced)
+                    return chain_id
             conn.execute("INSERT INTO chains VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", row)
             self._parents.remember(self._session.lease, pipeline_id, chain_id)
         return chain_id
