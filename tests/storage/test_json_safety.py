@@ -173,6 +173,7 @@ def test_foreign_files_survive_overwrite_delete_and_close(tmp_path: Path) -> Non
     store.close()
     assert _files(tmp_path) == sorted(
         [
+            ".holdall/lock",  # holdall's writer lock (kept: see JsonStorageHandler)
             "README.txt",
             "data/README.txt",
             "data/g/README.txt",
@@ -233,3 +234,47 @@ def test_linked_store_folders_are_refused_at_open(tmp_path: Path) -> None:
     with pytest.raises(UnsafePathError, match=r"metadata\.json"):
         JsonStorageHandler(root)
     assert not (tmp_path / "elsewhere.json").exists()
+
+
+# ----------------------------------------------------------------- two writers
+
+
+def _in_child(code: str, folder: Path) -> subprocess.CompletedProcess[str]:
+    """Run `code` (with ``store``: a JsonStorageHandler on `folder`) in another process."""
+    script = (
+        "import sys\nfrom holdall.storage.datastorage import JsonStorageHandler\n"
+        f"store = JsonStorageHandler(sys.argv[1], lock_timeout=0.3)\n{code}\nstore.close()\n"
+    )
+    return subprocess.run(
+        [sys.executable, "-c", script, str(folder)], capture_output=True, text=True, timeout=60,
+        check=False,
+    )  # fmt: skip
+
+
+def test_a_second_writer_never_writes_back_a_stale_copy(tmp_path: Path) -> None:
+    mine = JsonStorageHandler(tmp_path)  # opened (metadata read) before the other writer ran
+    other = _in_child("store.save_metadata('theirs', 1)\nstore.save_data('t', [1])", tmp_path)
+    assert other.returncode == 0, other.stderr
+    mine.save_metadata("mine", 2)  # takes the lock, re-reads metadata.json first
+    mine.save_data("m", [2])
+    mine.close()
+    with JsonStorageHandler(tmp_path) as again:
+        assert again.load_metadata("theirs") == 1
+        assert again.load_metadata("mine") == 2
+        assert again.get_keys() == ["m", "t"]
+
+
+def test_a_writer_waits_for_the_other_then_is_refused_naming_it(tmp_path: Path) -> None:
+    mine = JsonStorageHandler(tmp_path)
+    mine.save_data("a", 1)  # holds the writer lock until close
+    refused = _in_child("store.save_data('b', 2)", tmp_path)
+    assert refused.returncode != 0
+    assert "StorageLockedError" in refused.stderr
+    assert f"pid {os.getpid()}" in refused.stderr or str(os.getpid()) in refused.stderr
+    readers = _in_child("print(store.load_data('a'))", tmp_path)  # reading takes no lock
+    assert readers.returncode == 0, readers.stderr
+    assert readers.stdout.strip() == "1"
+    mine.close()
+    assert _in_child("store.save_data('b', 2)", tmp_path).returncode == 0
+    with JsonStorageHandler(tmp_path) as again:
+        assert again.get_keys() == ["a", "b"]

@@ -12,6 +12,11 @@ they load back exactly (see `holdall._core.jsoncodec`). Segments are percent-enc
 they hold anything but letters, digits, ``_`` and ``-``, which keeps file and folder names
 distinct (key ``a.json`` is file ``a%2Ejson.json``).
 
+A store takes its writer lock (``.holdall/lock``) at its first write and holds it until
+``close()``: a second process writing the same folder waits for it (``lock_timeout``, then
+`StorageLockedError`), and on taking the lock re-reads ``metadata.json``, so it never writes
+back a stale copy over what the first one saved. Reading takes no lock.
+
 What holdall writes here is ``metadata.json``, the ``.json`` files and folders under ``data/``
 and ``.holdall/``; anything else (a ``README.txt``) is never removed, and a symbolic link below
 the root is never written through or removed (`UnsafePathError`). A write builds the new value
@@ -34,9 +39,10 @@ from urllib.parse import quote, unquote
 from holdall._core.atomic import atomic_output, fsync_dir
 from holdall._core.jsoncodec import dump_json, load_json, read_value
 from holdall._core.keys import check_name_lengths
+from holdall._core.locks import InterProcessLock
 from holdall._core.owners import owner_is_dead, owner_tag
 from holdall._core.values import Group, Leaf, Node, decode_leaf, end_paths
-from holdall.errors import CorruptedFileError, UnsafePathError
+from holdall.errors import CorruptedFileError, StorageLockedError, UnsafePathError
 from holdall.storage.base import DataStorage, LeafSizes, NodeKind
 
 __all__ = ["JsonStorageHandler"]
@@ -69,26 +75,52 @@ class JsonStorageHandler(DataStorage):
         ``data/``, ``metadata.json`` or holdall's ``.holdall/`` folder is a symbolic link.
     """
 
-    def __init__(self, json_dir_path: str | os.PathLike[str], *, fsync: bool = False) -> None:
+    def __init__(
+        self,
+        json_dir_path: str | os.PathLike[str],
+        *,
+        fsync: bool = False,
+        lock_timeout: float = 30.0,
+    ) -> None:
         super().__init__()
         self._root = Path(json_dir_path)
         self._data = self._root / "data"
         self._metadata_file = self._root / "metadata.json"
         self._tmp = self._root / _OWN_DIR / "tmp"
         self._fsync = fsync
-        self._refuse_links(self._data, self._metadata_file, self._tmp)
+        self._lock_timeout = lock_timeout
+        self._refuse_links(self._data, self._metadata_file, self._tmp, self._root / _OWN_DIR)
+        self._writer = InterProcessLock(
+            self._root / _OWN_DIR / "lock",
+            what=f"JSON store {self._root}",
+            error=StorageLockedError,
+        )
         self._data.mkdir(parents=True, exist_ok=True)
         self._remove_dead_temporaries()
         if self._metadata_file.exists():
-            loaded = load_json(self._metadata_file)
-            if not isinstance(loaded, dict):
-                raise CorruptedFileError(
-                    f"{self._metadata_file} must hold a JSON object, found {type(loaded).__name__}",
-                    path=str(self._metadata_file),
-                )
-            self._metadata = loaded
+            self._metadata = self._read_metadata()
         else:
             self._write_metadata()
+
+    def _read_metadata(self) -> dict[str, Any]:
+        loaded = load_json(self._metadata_file)
+        if not isinstance(loaded, dict):
+            raise CorruptedFileError(
+                f"{self._metadata_file} must hold a JSON object, found {type(loaded).__name__}",
+                path=str(self._metadata_file),
+            )
+        return loaded
+
+    def _ensure_writable(self) -> None:
+        """Take the writer lock at the first write, then see what earlier writers saved."""
+        super()._ensure_writable()
+        if not self._writer.is_held:
+            self._writer.acquire(shared=False, timeout_s=self._lock_timeout)
+            if self._metadata_file.exists():
+                self._metadata = self._read_metadata()
+
+    def _close(self) -> None:
+        self._writer.release()
 
     # docstring inherited
     def format(self) -> str:

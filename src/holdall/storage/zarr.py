@@ -233,6 +233,10 @@ class OptStorage(DataStorage):
             )
         archive_exists = self._archive_location.exists()
         folder_kind, _names = _folder_kind(root)
+        if folder_kind == "foreign" and not archive_exists:
+            # Refused before anything is locked or recovered: a crashed writer's cleanup would
+            # empty the folder's .holdall/, which another holdall store (JSON) may own.
+            raise self._not_a_store(root)
         if self._mode == "r" or (
             self._mode == "a" and archive_exists and folder_kind in ("missing", "empty")
         ):
