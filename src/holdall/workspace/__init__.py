@@ -2,7 +2,7 @@
 
 `WorkspaceStore` is the store; `replay_chain` runs a stored or exported chain on new data;
 `ChainBuilder` assembles `save_chain` arguments; `PipelineLibrary` keeps pipeline templates;
-`import_workspace` copies a nirs4all 0.7.x workspace into a new holdall one.
+`import_workspace` copies a nirs4all workspace (0.7.x or 1.4.x) into a new holdall one.
 See docs/workspace.md.
 """
 

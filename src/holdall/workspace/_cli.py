@@ -255,7 +255,8 @@ def add_workspace_parser(subparsers: Any) -> None:
     )
     imports = actions.add_parser(
         "import",
-        help="copy a nirs4all 0.7.x workspace into a new holdall one: workspace import SRC DST",
+        help="copy a nirs4all workspace (0.7.x DuckDB, 1.4.x SQLite + Parquet) into a new "
+        "holdall one: workspace import SRC DST",
     )
     imports.add_argument("source", help="the nirs4all workspace folder (never modified)")
     imports.add_argument("destination", help="the holdall workspace to create (must not exist)")
