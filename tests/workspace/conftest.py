@@ -19,6 +19,28 @@ from tests.workspace.ws_models import Ridge, Scaler
 REPO = Path(__file__).resolve().parents[2]
 WORKERS = Path(__file__).with_name("ws_workers.py")
 WORKER_PATH = os.pathsep.join([str(REPO / "src"), str(REPO)])
+
+
+def nirs4all_env(name: str, reason: str) -> tuple[Path, pytest.MarkDecorator]:
+    """(python, skip marker) of the nirs4all environment ``benchmarks/.envs/<name>``.
+
+    The marker skips a test when that environment is not built (`reason` says how to build
+    it): tests that run nirs4all itself need it; CI has none, so they check the fixtures
+    nirs4all wrote instead.
+    """
+    python = REPO / "benchmarks" / ".envs" / name / "bin" / "python"
+    missing = (
+        not python.exists()
+        or subprocess.run(
+            [str(python), "-c", "import nirs4all.pipeline.storage"],
+            capture_output=True,
+            check=False,
+        ).returncode
+        != 0
+    )
+    return python, pytest.mark.skipif(missing, reason=reason)
+
+
 """A worker imports this checkout's holdall (not whichever one is installed) and the tests."""
 
 

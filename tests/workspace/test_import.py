@@ -36,18 +36,14 @@ from holdall.errors import (
 )
 from holdall.workspace import WorkspaceStore, import_workspace, replay_chain
 from holdall.workspace._cli import add_workspace_parser
-from tests.workspace.conftest import REPO
+from tests.workspace.conftest import REPO, nirs4all_env
 
-NIRS4ALL_071 = REPO / "benchmarks" / ".envs" / "n4a071" / "bin" / "python"
+NIRS4ALL_071, needs_nirs4all = nirs4all_env(
+    "n4a071",
+    "nirs4all 0.7.1's environment (benchmarks/.envs/n4a071) is not built; see the "
+    "module docstring of tests/workspace/test_import.py",
+)
 WRITER = Path(__file__).with_name("n4a07_writer.py")
-needs_nirs4all = pytest.mark.skipif(
-    not NIRS4ALL_071.exists() or subprocess.run(
-        [str(NIRS4ALL_071), "-c", "import nirs4all.pipeline.storage"],
-        capture_output=True, check=False,
-    ).returncode != 0,
-    reason="nirs4all 0.7.1's environment (benchmarks/.envs/n4a071) is not built; see the "
-    "module docstring",
-)  # fmt: skip
 
 _TABLES = ("runs", "pipelines", "chains", "predictions", "prediction_arrays", "artifacts", "logs")
 

@@ -30,19 +30,15 @@ from holdall.errors import (
     WorkspaceLockedError,
 )
 from holdall.workspace import WorkspaceStore, import_workspace, replay_chain
-from tests.workspace.conftest import REPO
+from tests.workspace.conftest import REPO, nirs4all_env
 from tests.workspace.test_import import _tree_digest
 
 FIXTURE = Path(__file__).with_name("fixtures") / "nirs4all-1.4-workspace"
-NIRS4ALL_LATEST = REPO / "benchmarks" / ".envs" / "n4alatest" / "bin" / "python"
-needs_nirs4all_14 = pytest.mark.skipif(
-    not NIRS4ALL_LATEST.exists() or subprocess.run(
-        [str(NIRS4ALL_LATEST), "-c", "import nirs4all.pipeline.storage"],
-        capture_output=True, check=False,
-    ).returncode != 0,
-    reason="the environment of nirs4all's latest release (benchmarks/.envs/n4alatest, built by "
-    "benchmarks/workspace.py) is not built",
-)  # fmt: skip
+NIRS4ALL_LATEST, needs_nirs4all_14 = nirs4all_env(
+    "n4alatest",
+    "the environment of nirs4all's latest release (benchmarks/.envs/n4alatest, "
+    "built by benchmarks/workspace.py) is not built",
+)
 
 
 @pytest.fixture

@@ -119,11 +119,7 @@ def _build_14(db: Path, building: Path, trust: bool, progress: bool) -> dict[str
     source = _import_n4a14.open_source(db)
     try:
         if not _import_n4a14.is_nirs4all_14(source):
-            raise SchemaVersionError(
-                f"{db} is not a nirs4all 1.4.x workspace (it lacks the tables "
-                f"{', '.join(_import_n4a14.TABLES)}); nothing was imported",
-                path=str(db),
-            )
+            raise _not_the_layout(db, "1.4.x", _import_n4a14.TABLES)
         n_files = int(source.execute("SELECT count(*) FROM artifacts").fetchone()[0])
         bar = _steps(5 + n_files, f"import {db.parent.name}", progress)
         with (
@@ -140,6 +136,14 @@ def _build_14(db: Path, building: Path, trust: bool, progress: bool) -> dict[str
         ) from err
     finally:
         source.close()
+
+
+def _not_the_layout(db: Path, version: str, tables: tuple[str, ...]) -> SchemaVersionError:
+    return SchemaVersionError(
+        f"{db} is not a nirs4all {version} workspace (it lacks the tables "
+        f"{', '.join(tables)}); nothing was imported",
+        path=str(db),
+    )
 
 
 def _steps(total: int, label: str, enabled: bool) -> Callable[[str], None]:
@@ -170,11 +174,7 @@ def _build(db: Path, building: Path, trust: bool, progress: bool) -> dict[str, i
             ) from err
         try:
             if not _import_n4a07.is_nirs4all_07(conn):
-                raise SchemaVersionError(
-                    f"{db} is not a nirs4all 0.7.x workspace (it lacks the tables "
-                    f"{', '.join(_import_n4a07.TABLES)}); nothing was imported",
-                    path=str(db),
-                )
+                raise _not_the_layout(db, "0.7.x", _import_n4a07.TABLES)
             n_files = conn.execute("SELECT count(*) FROM src.artifacts").fetchall()[0][0]
             step = _steps(
                 len(_import_n4a07.TABLES) - 1 + int(n_files), f"import {db.parent.name}", progress
