@@ -24,6 +24,7 @@ import pytest
 
 from holdall.errors import (
     CorruptedFileError,
+    HoldallWarning,
     KeyNotFoundError,
     SchemaVersionError,
     UnsupportedTypeError,
@@ -150,12 +151,28 @@ def _relabel_as_strings(source: Path) -> None:
     table.write_parquet(path)
 
 
-def test_string_class_labels_import_nothing(source: Path, tmp_path: Path) -> None:
+def test_string_class_labels_stay_in_the_kept_files_and_are_reported(
+    source: Path, tmp_path: Path
+) -> None:
     _relabel_as_strings(source)
-    with pytest.raises(UnsupportedTypeError, match="string class labels"):
-        import_workspace(source, tmp_path / "dst")
-    assert not (tmp_path / "dst").exists()
-    assert [p.name for p in tmp_path.iterdir()] == ["n4a14"]  # no temporary folder left
+    logit = pl.read_parquet(source / "arrays" / "wheat.parquet").filter(
+        pl.col("model_name") == "Logit"
+    )["prediction_id"][0]
+    with pytest.warns(HoldallWarning, match=r"1 imported prediction\(s\) have string class labels"):
+        report = import_workspace(source, tmp_path / "dst")
+    assert report.labels_left_out == (logit,)
+    with WorkspaceStore(tmp_path / "dst", read_only=True) as store:
+        arrays = store.get_prediction_arrays(logit)
+        assert arrays is not None
+        assert arrays["y_true"] is None  # not a number: left out of holdall's arrays
+        records = json.loads((FIXTURE / "records.json").read_text())["predictions"]
+        expected = next(r for r in records if r["prediction_id"] == logit)
+        np.testing.assert_array_equal(arrays["y_pred"], expected["y_pred"])  # int labels: kept
+        assert arrays["y_proba"].shape == (10, 2)
+    kept = pl.read_parquet(tmp_path / "dst" / "nirs4all" / "arrays" / "wheat.parquet")
+    assert json.loads(kept.filter(pl.col("prediction_id") == logit)["y_true_labels"][0])[
+        "vocabulary"
+    ] == ["a", "b"]
 
 
 def test_a_missing_artifact_file_imports_nothing(source: Path, tmp_path: Path) -> None:

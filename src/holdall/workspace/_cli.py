@@ -136,6 +136,11 @@ def _import(args: argparse.Namespace) -> int:
     )
     copied = ", ".join(f"{n} {table}" for table, n in report.rows.items())
     kept = f"; {report.extras} nirs4all files kept in nirs4all/" if report.extras else ""
+    if report.labels_left_out:
+        kept += (
+            f"; string class labels of {len(report.labels_left_out)} prediction(s) only in "
+            "nirs4all/arrays/"
+        )
     print(
         f"{report.destination}: imported {report.layout} workspace {report.source} ({copied}{kept})"
     )

@@ -14,13 +14,19 @@ import os
 import shutil
 import sqlite3
 import tempfile
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from holdall._core.owners import owner_tag
 from holdall._core.progress import progress as progress_bar
-from holdall.errors import ArchiveExistsError, KeyNotFoundError, SchemaVersionError
+from holdall.errors import (
+    ArchiveExistsError,
+    HoldallWarning,
+    KeyNotFoundError,
+    SchemaVersionError,
+)
 from holdall.workspace import _import_n4a07, _import_n4a14
 from holdall.workspace._store import WorkspaceStore
 
@@ -39,6 +45,9 @@ class ImportReport:
     """Rows copied per table (``artifacts``: rows, each with its file)."""
     extras: int = 0
     """Source files copied unchanged into ``nirs4all/`` (1.4.x: what holdall's tables lack)."""
+    labels_left_out: tuple[str, ...] = ()
+    """1.4.x predictions with string class labels, which holdall's numeric arrays cannot hold:
+    their ``y_true``/``y_pred`` are not in holdall's tables, only in ``nirs4all/arrays/``."""
 
 
 def import_workspace(
@@ -81,8 +90,6 @@ def import_workspace(
         For an artifact file that is missing or does not match its row (nothing is created).
     WorkspaceLockedError
         When a 1.4.x ``store.sqlite-wal`` holds changes (nirs4all has it open).
-    UnsupportedTypeError
-        For 1.4.x predictions with string class labels (holdall's arrays hold numbers).
     """
     src = Path(source)
     dst = Path(destination)
@@ -101,20 +108,32 @@ def import_workspace(
     dst.parent.mkdir(parents=True, exist_ok=True)
     building = Path(tempfile.mkdtemp(prefix=f".{dst.name}.{owner_tag()}-", dir=dst.parent))
     try:
+        left_out: list[str] = []
         if db.is_file():
             layout, rows, extras = "nirs4all-0.7", _build(db, building, trust, progress), 0
         else:
             layout = "nirs4all-1.4"
-            rows = _build_14(lite, building, trust, progress)
+            rows, left_out = _build_14(lite, building, trust, progress)
             extras = _import_n4a14.copy_extras(src, building / _import_n4a14.EXTRAS)
         os.rename(building, dst)
     except BaseException:
         shutil.rmtree(building, ignore_errors=True)
         raise
-    return ImportReport(src, dst, layout, rows, extras)
+    if left_out:
+        warnings.warn(
+            f"{len(left_out)} imported prediction(s) have string class labels, which holdall's "
+            f"numeric prediction arrays cannot hold: their y_true/y_pred are left out of "
+            f"{dst} and stay in {dst / _import_n4a14.EXTRAS / 'arrays'} "
+            "(report.labels_left_out lists them)",
+            HoldallWarning,
+            stacklevel=2,
+        )
+    return ImportReport(src, dst, layout, rows, extras, tuple(left_out))
 
 
-def _build_14(db: Path, building: Path, trust: bool, progress: bool) -> dict[str, int]:
+def _build_14(
+    db: Path, building: Path, trust: bool, progress: bool
+) -> tuple[dict[str, int], list[str]]:
     """Create the workspace in `building` from a 1.4.x ``store.sqlite``, in one transaction."""
     source = _import_n4a14.open_source(db)
     try:

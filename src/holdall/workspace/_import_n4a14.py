@@ -7,7 +7,8 @@ table is read in batches and inserted with holdall's types (JSON text becomes JS
 timestamps become TIMESTAMP, ``chain_id = ''`` becomes NULL). Prediction arrays are read by
 DuckDB straight from nirs4all's Parquet files, skipping the ids in ``_tombstones.json``
 (nirs4all's pending deletes) and rows whose prediction is gone; shapes come from the
-``*_shape`` columns, and typed integer class labels (``*_labels``) are decoded.
+``*_shape`` columns, and typed integer class labels (``*_labels``) are decoded; string labels
+are left out of holdall's (numeric) arrays and reported.
 
 The columns and tables holdall's schema has no place for (run projects, the prediction
 scope and unit columns, chain summaries, the ``X``/``spectra``/metadata arrays, conformal,
@@ -30,7 +31,7 @@ from urllib.parse import quote
 import duckdb
 import pyarrow as pa
 
-from holdall.errors import UnsupportedTypeError, WorkspaceLockedError
+from holdall.errors import WorkspaceLockedError
 from holdall.workspace._import_copy import copy_artifacts, copy_chains, layout_sql
 
 __all__ = ["EXTRAS", "TABLES", "copy_extras", "copy_workspace", "is_nirs4all_14", "open_source"]
@@ -201,38 +202,44 @@ def _labels(column: str) -> str:
 
 
 def _target(column: str, has_labels: bool) -> str:
-    """SQL selecting ``y_true``/``y_pred`` with its dtype and shape, labelled or numeric."""
+    """SQL selecting ``y_true``/``y_pred`` with its dtype and shape, labelled or numeric.
+
+    Integer labels are decoded; string labels, which holdall's numeric arrays cannot hold,
+    give NULL (they stay in the copied source files, see `copy_workspace`).
+    """
     numeric_shape = f"coalesce(a.{column}_shape::BIGINT[], [len(a.{column})])"
     if not has_labels:
         return f"a.{column}, '<f8' AS {column}_dtype, {numeric_shape} AS {column}_shape"
-    labelled = f"a.{column}_labels IS NOT NULL"
+    integers = f"json_extract_string(a.{column}_labels, '$.label_type') = 'int64'"
     return (
-        f"CASE WHEN {labelled} THEN {_labels(column)} ELSE a.{column} END AS {column}, "
-        f"CASE WHEN {labelled} THEN '<i8' ELSE '<f8' END AS {column}_dtype, "
-        f"CASE WHEN {labelled} THEN json_extract(a.{column}_labels, '$.shape')::BIGINT[] "
+        f"CASE WHEN {integers} THEN {_labels(column)} WHEN a.{column}_labels IS NOT NULL "
+        f"THEN NULL ELSE a.{column} END AS {column}, "
+        f"CASE WHEN {integers} THEN '<i8' ELSE '<f8' END AS {column}_dtype, "
+        f"CASE WHEN {integers} THEN json_extract(a.{column}_labels, '$.shape')::BIGINT[] "
         f"ELSE {numeric_shape} END AS {column}_shape"
     )
 
 
-def _string_labelled(conn: duckdb.DuckDBPyConnection, parquet: str) -> str | None:
-    """The id of a prediction with string class labels, which holdall cannot hold."""
+def _string_labelled(conn: duckdb.DuckDBPyConnection, parquet: str) -> list[str]:
+    """The ids of the predictions with string class labels (left out of the arrays)."""
     rows = conn.execute(
-        f"SELECT prediction_id FROM {parquet} WHERE "
+        f"SELECT DISTINCT prediction_id FROM {parquet} WHERE "
         "json_extract_string(y_true_labels, '$.label_type') = 'str' OR "
-        "json_extract_string(y_pred_labels, '$.label_type') = 'str' LIMIT 1"
+        "json_extract_string(y_pred_labels, '$.label_type') = 'str' ORDER BY 1"
     ).fetchall()
-    return str(rows[0][0]) if rows else None
+    return [str(r[0]) for r in rows]
 
 
-def _copy_arrays(conn: duckdb.DuckDBPyConnection, arrays: Path) -> None:
+def _copy_arrays(conn: duckdb.DuckDBPyConnection, arrays: Path) -> list[str]:
     """Insert the arrays of every ``arrays/*.parquet`` file but nirs4all's tombstoned ones.
 
     A prediction written twice (nirs4all appends on upsert) keeps its last row in a file,
-    and the first file that has it wins, as nirs4all's reader does.
+    and the first file that has it wins, as nirs4all's reader does. Returns the ids of the
+    predictions whose string class labels were left out.
     """
     files = sorted(p for p in arrays.glob("*.parquet") if p.is_file() and not p.is_symlink())
     if not files:
-        return
+        return []
     tombstones = arrays / "_tombstones.json"
     deleted = sorted(json.loads(tombstones.read_text())) if tombstones.is_file() else []
     listed = ", ".join("'" + str(f).replace("'", "''") + "'" for f in files)
@@ -241,13 +248,6 @@ def _copy_arrays(conn: duckdb.DuckDBPyConnection, arrays: Path) -> None:
     )
     columns = {r[0] for r in conn.execute(f"DESCRIBE SELECT * FROM {parquet}").fetchall()}
     has_labels = "y_true_labels" in columns
-    if has_labels and (labelled := _string_labelled(conn, parquet)) is not None:
-        raise UnsupportedTypeError(
-            f"prediction {labelled!r} in {arrays} has string class labels; holdall's "
-            "prediction arrays hold numbers (bool, int, float), so this workspace cannot be "
-            "imported; nothing was imported",
-            got="string labels",
-        )
     layout = layout_sql([
         ("y_true", "y_true_dtype", "y_true_shape"),
         ("y_pred", "y_pred_dtype", "y_pred_shape"),
@@ -275,6 +275,8 @@ def _copy_arrays(conn: duckdb.DuckDBPyConnection, arrays: Path) -> None:
         "WHERE copy = 1",
         [deleted],
     )
+    gone = set(deleted)
+    return [i for i in _string_labelled(conn, parquet) if i not in gone] if has_labels else []
 
 
 def copy_workspace(
@@ -284,11 +286,13 @@ def copy_workspace(
     *,
     sign: bool,
     step: Callable[[str], None],
-) -> dict[str, int]:
+) -> tuple[dict[str, int], list[str]]:
     """Copy every table, array and artifact of the nirs4all 1.4.x workspace of `db`.
 
     Runs inside the caller's transaction on the destination. Returns the rows copied per
-    table; `step` is called after each table and each artifact file.
+    table, and the ids of the predictions whose string class labels holdall's numeric
+    arrays cannot hold (their ``y_true``/``y_pred`` are left out; the labels stay in the
+    copied ``nirs4all/arrays/``); `step` is called after each table and each artifact file.
     """
     folder = db.parent
     conn.execute(_STAGING)  # temporary, and rolled back with the transaction on failure
@@ -300,7 +304,7 @@ def copy_workspace(
             _copy_table(conn, source, "chains")
             counts["chains"] = copy_chains(conn, "n4a_chains")
             step("chains")
-            _copy_arrays(conn, folder / "arrays")
+            string_labels = _copy_arrays(conn, folder / "arrays")
             step("prediction_arrays")
             counts["predictions"] = _insert(conn, "predictions", predictions)
             step("predictions")
@@ -321,7 +325,11 @@ def copy_workspace(
         conn, "n4a_artifacts", folder, artifacts_dir, sign=sign, step=step
     )
     conn.execute("DROP TABLE n4a_chains; DROP TABLE n4a_artifacts")
-    return counts
+    kept = {r[0] for r in conn.execute(
+        "SELECT prediction_id FROM predictions WHERE list_contains(?, prediction_id)",
+        [string_labels],
+    ).fetchall()}  # fmt: skip
+    return counts, [i for i in string_labels if i in kept]
 
 
 def copy_extras(folder: Path, destination: Path) -> int:
