@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import sqlite3
 import subprocess
 import sys
@@ -243,3 +244,23 @@ def test_arrays_whose_prediction_is_gone_are_not_imported(source: Path, tmp_path
     assert report.rows["prediction_arrays"] == report.rows["predictions"] == 23
     with WorkspaceStore(tmp_path / "dst", read_only=True) as store:
         assert store.get_prediction_arrays(gone) is None
+
+
+def test_what_a_killed_import_left_is_removed_by_the_next(source: Path, tmp_path: Path) -> None:
+    dst = tmp_path / "dst"
+    killed = subprocess.run(
+        [sys.executable, "-c",
+         "import os, signal, sys, tempfile\nfrom holdall._core.owners import owner_tag\n"
+         "d = tempfile.mkdtemp(prefix=f'.dst.{owner_tag()}-', dir=sys.argv[1])\n"
+         "open(os.path.join(d, 'store.duckdb'), 'wb').write(b'half')\n"
+         "os.kill(os.getpid(), signal.SIGKILL)", str(tmp_path)],
+        capture_output=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert killed.returncode == -signal.SIGKILL
+    (left,) = tmp_path.glob(".dst.*")
+    (tmp_path / ".dst.notes").mkdir()  # not named as an import names its folder: kept
+    import_workspace(source, dst)
+    assert not left.exists()
+    assert (tmp_path / ".dst.notes").is_dir()
+    with WorkspaceStore(dst, read_only=True) as store:
+        assert store.query_predictions().height == 24

@@ -2,7 +2,8 @@
 
 The destination is built in a temporary folder beside it and renamed into place only once
 everything is copied and committed, so an interrupted or failed import leaves no
-destination at all. The source is opened read-only (its database attached with
+destination at all; the next import into the same destination removes the folders that
+killed imports left. The source is opened read-only (its database attached with
 ``READ_ONLY``, or opened immutable, its files only read) and nothing in it changes. One module
 per source layout does the copying: `_import_n4a07` for nirs4all 0.7.x's DuckDB workspace,
 `_import_n4a14` for the SQLite + Parquet workspace of nirs4all 1.4.x.
@@ -10,6 +11,7 @@ per source layout does the copying: `_import_n4a07` for nirs4all 0.7.x's DuckDB 
 
 from __future__ import annotations
 
+import glob
 import os
 import shutil
 import sqlite3
@@ -19,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from holdall._core.owners import owner_tag
+from holdall._core.owners import owner_is_dead, owner_tag
 from holdall._core.progress import progress as progress_bar
 from holdall.errors import (
     ArchiveExistsError,
@@ -106,6 +108,7 @@ def import_workspace(
             f"{dst} exists; import into a new folder (nothing was changed)", path=str(dst)
         )
     dst.parent.mkdir(parents=True, exist_ok=True)
+    _remove_dead_builds(dst)
     building = Path(tempfile.mkdtemp(prefix=f".{dst.name}.{owner_tag()}-", dir=dst.parent))
     try:
         left_out: list[str] = []
@@ -155,6 +158,18 @@ def _build_14(
         ) from err
     finally:
         source.close()
+
+
+def _remove_dead_builds(dst: Path) -> None:
+    """Remove the temporary folders that killed imports into `dst` left beside it.
+
+    Only folders named as this module names them, tagged with a process of this host that
+    no longer exists; never through a link.
+    """
+    for entry in dst.parent.glob(f".{glob.escape(dst.name)}.*"):
+        tag = entry.name[len(dst.name) + 2 :]
+        if entry.is_dir() and not entry.is_symlink() and owner_is_dead(tag):
+            shutil.rmtree(entry, ignore_errors=True)
 
 
 def _not_the_layout(db: Path, version: str, tables: tuple[str, ...]) -> SchemaVersionError:
