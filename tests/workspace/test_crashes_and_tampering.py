@@ -162,6 +162,26 @@ def test_a_crash_between_prediction_and_arrays_never_commits_the_prediction_alon
         np.testing.assert_array_equal(arrays["y_true"], np.arange(8))
 
 
+def test_a_crash_between_a_chain_and_its_artifacts_stores_no_dangling_chain(
+    tmp_path: Path,
+) -> None:
+    with WorkspaceStore(tmp_path) as store:
+        run_id = store.begin_run("r", {}, [])
+        pipeline_id = store.begin_pipeline(run_id, "p", {}, [], "wheat", "h")
+    worker = start_worker("chain_first", str(tmp_path), pipeline_id)
+    assert worker.stdout is not None
+    chain_id = worker.stdout.readline().strip()
+    with pytest.raises(Exception, match="timed out"):
+        worker.communicate(timeout=0.5)  # the watcher commits every 20 ms meanwhile
+    worker.send_signal(signal.SIGKILL)
+    worker.communicate()
+    assert worker.returncode == -signal.SIGKILL
+    with WorkspaceStore(tmp_path) as store:
+        assert store.get_chain(chain_id) is None  # it waited for its artifact, which never came
+        assert store.get_chains_for_pipeline(pipeline_id).height == 0
+        store.complete_pipeline(pipeline_id, 0.1, 0.1, "rmse", 1)  # nothing of it is waiting
+
+
 # ---------------------------------------------------------------- pickles and signatures
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from holdall.workspace import WorkspaceStore, replay_chain
+from holdall.workspace import ChainBuilder, WorkspaceStore, replay_chain
 
 
 def _fields(pipeline_id: str, i: int, tag: str) -> dict[str, object]:
@@ -110,6 +110,16 @@ def unpaired(path: str, pipeline_id: str) -> None:
         time.sleep(60)
 
 
+def chain_first(path: str, pipeline_id: str) -> None:
+    """Save a chain before its artifact (nirs4all's executor order), then wait to be killed."""
+    with WorkspaceStore(path, flush_interval=0.02) as store:
+        chain_id = store.save_chain(
+            pipeline_id, **ChainBuilder().add_model("Ridge", {"0": "fold:0"}).build()
+        )
+        print(chain_id, flush=True)
+        time.sleep(60)
+
+
 def share(path: str, pipeline_id: str, tag: str, seconds: str) -> None:
     """Write acknowledged pairs for `seconds` (each a commit that needs the lock); print how many."""
     deadline = time.monotonic() + float(seconds)
@@ -141,5 +151,6 @@ if __name__ == "__main__":
         "replay": replay,
         "gc_crash": gc_crash,
         "unpaired": unpaired,
+        "chain_first": chain_first,
         "share": share,
     }[command](*arguments)
