@@ -28,6 +28,10 @@ __all__ = ["ArchiveReader", "EntryContent", "write_archive"]
 _COPY_BLOCK = 8 * 1024 * 1024
 
 
+_POPULATE_BELOW = 64 * 1024 * 1024
+"""Archives up to this size are mapped with ``MAP_POPULATE`` (where the OS has it)."""
+
+
 class ArchiveReader:
     """Read entries of an archive, local or remote, by name. Thread-safe.
 
@@ -65,7 +69,12 @@ class ArchiveReader:
         size = os.fstat(self._handle.fileno()).st_size
         if size < 22:
             raise zipfile.BadZipFile("shorter than a zip end record")
-        view = mmap.mmap(self._handle.fileno(), 0, access=mmap.ACCESS_READ)
+        # A small archive (a per-part store) is usually read whole: its pages are mapped in
+        # one call instead of one page fault each (docs/benchmarks.md, merge).
+        populate = getattr(mmap, "MAP_POPULATE", 0) if size <= _POPULATE_BELOW else 0
+        view = mmap.mmap(
+            self._handle.fileno(), 0, flags=mmap.MAP_SHARED | populate, prot=mmap.PROT_READ
+        )
         end = view.rfind(b"PK\x05\x06", max(0, size - 22 - 0xFFFF))
         if end < 0:
             view.close()
