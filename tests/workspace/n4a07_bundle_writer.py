@@ -8,14 +8,18 @@ It trains a pipeline with ``nirs4all.run`` (scikit-learn operators only, so that
 needs no nirs4all), exports its best prediction with ``RunResult.export`` (the ``.n4a``
 bundle a nirs4all user has: ``manifest.json``, ``pipeline.json``, ``fold_weights.json``,
 ``artifacts/step_*.joblib``), and records nirs4all's own predictions from each bundle:
-``BundleLoader(bundle).predict(X)`` and ``nirs4all.predict(model=bundle, data=X)``. The
-files in ``fixtures/nirs4all-0.7.1-bundles`` were written by this script.
+``BundleLoader(bundle).predict(X)`` and ``nirs4all.predict(model=bundle, data=X)``. It keeps
+each run's workspace too (``<name>-ws``, for the import tests) with the chain of the exported
+prediction in ``bundles.json``. The files in ``fixtures/nirs4all-0.7.1-bundles`` were written
+by this script.
 """
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -35,6 +39,18 @@ PIPELINES = {
 }  # fmt: skip
 
 
+def _keep_workspace(workspace: Path) -> None:
+    """Keep only what an import reads: ``store.duckdb`` (gzipped: mostly empty blocks) and
+    ``artifacts/``."""
+    with (workspace / "store.duckdb").open("rb") as raw, gzip.open(
+        workspace / "store.duckdb.gz", "wb", compresslevel=9
+    ) as packed:  # fmt: skip
+        shutil.copyfileobj(raw, packed)
+    for entry in workspace.iterdir():
+        if entry.name not in ("store.duckdb.gz", "artifacts"):
+            shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
+
+
 def main(out: str) -> None:
     target = Path(out).resolve()
     target.mkdir(parents=True, exist_ok=True)
@@ -47,15 +63,19 @@ def main(out: str) -> None:
     np.save(target / "X_new.npy", X_new)
     expected = {}
     for name, pipeline in PIPELINES.items():
-        with tempfile.TemporaryDirectory() as workspace:
-            result = nirs4all.run(pipeline=pipeline, dataset=(X, y), workspace_path=workspace,
-                                  verbose=0)  # fmt: skip
-            bundle = result.export(target / f"{name}.n4a")
+        workspace = target / f"{name}-ws"
+        shutil.rmtree(workspace, ignore_errors=True)
+        result = nirs4all.run(pipeline=pipeline, dataset=(X, y), workspace_path=str(workspace),
+                              verbose=0)  # fmt: skip
+        bundle = result.export(target / f"{name}.n4a")
+        chain_id = result.best["chain_id"]
+        result._runner.store.close()
+        _keep_workspace(workspace)
         loader = np.asarray(BundleLoader(bundle).predict(X_new), dtype=float)
         api = np.asarray(nirs4all.predict(model=str(bundle), data=X_new, verbose=0).y_pred)
         np.save(target / f"{name}.loader.npy", loader)
         np.save(target / f"{name}.predict.npy", api)
-        expected[name] = {"shape": list(loader.shape)}
+        expected[name] = {"shape": list(loader.shape), "chain_id": chain_id}
     (target / "bundles.json").write_text(
         json.dumps({"nirs4all": nirs4all.__version__, "bundles": expected}, indent=1)
     )

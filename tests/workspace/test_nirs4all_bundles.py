@@ -1,13 +1,15 @@
 """`replay_chain` on prediction bundles exported by nirs4all 0.7.1 (``RunResult.export``).
 
-The bundles in ``fixtures/nirs4all-0.7.1-bundles`` and the predictions beside them were
-written by nirs4all 0.7.1 itself (``n4a07_bundle_writer.py``, scikit-learn 1.9.1): holdall
-must give the predictions nirs4all's ``BundleLoader`` gives. When nirs4all's environment is
+The bundles in ``fixtures/nirs4all-0.7.1-bundles``, the workspaces they were exported from
+and the predictions beside them were written by nirs4all 0.7.1 itself
+(``n4a07_bundle_writer.py``, scikit-learn 1.9.1): holdall must give the predictions
+nirs4all's ``BundleLoader`` gives, from the bundle and from the imported chain. When nirs4all's environment is
 built, the writer also runs here, so a fresh export is checked too.
 """
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 import shutil
@@ -24,7 +26,7 @@ from holdall.errors import (
     UnsupportedTypeError,
     UntrustedArtifactError,
 )
-from holdall.workspace import replay_chain
+from holdall.workspace import WorkspaceStore, import_workspace, replay_chain
 from tests.workspace.conftest import REPO
 from tests.workspace.test_import import NIRS4ALL_071, needs_nirs4all
 
@@ -42,9 +44,33 @@ def _assert_nirs4all_predictions(folder: Path, name: str) -> None:
                                rtol=1e-5, atol=1e-5)  # fmt: skip
 
 
+def _assert_imported_chain_predicts_the_same(folder: Path, name: str, tmp_path: Path) -> None:
+    """The exported prediction's chain, imported with its workspace, replays to the same
+    predictions (the cv_pls pipeline scales y: the replay inverts it, as nirs4all's loader)."""
+    source = Path(shutil.copytree(folder / f"{name}-ws", tmp_path / f"{name}-ws"))
+    with (
+        gzip.open(source / "store.duckdb.gz") as packed,
+        (source / "store.duckdb").open("wb") as out,
+    ):
+        shutil.copyfileobj(packed, out)
+    (source / "store.duckdb.gz").unlink()
+    import_workspace(source, tmp_path / f"{name}-holdall")
+    chain_id = json.loads((folder / "bundles.json").read_text())["bundles"][name]["chain_id"]
+    with WorkspaceStore(tmp_path / f"{name}-holdall", read_only=True) as store:
+        got = replay_chain(store, chain_id, np.load(folder / "X_new.npy"), trust=True)
+    np.testing.assert_array_equal(got, np.load(folder / f"{name}.loader.npy").reshape(got.shape))
+
+
 @pytest.mark.parametrize("name", BUNDLES)
 def test_a_nirs4all_bundle_gives_nirs4all_s_predictions(name: str) -> None:
     _assert_nirs4all_predictions(FIXTURES, name)
+
+
+@pytest.mark.parametrize("name", BUNDLES)
+def test_the_chain_of_a_bundle_replays_the_same_from_its_imported_workspace(
+    name: str, tmp_path: Path
+) -> None:
+    _assert_imported_chain_predicts_the_same(FIXTURES, name, tmp_path)
 
 
 @needs_nirs4all
@@ -57,6 +83,7 @@ def test_a_bundle_nirs4all_exports_now_gives_its_predictions(tmp_path: Path) -> 
     assert done.returncode == 0, done.stderr
     for name in BUNDLES:
         _assert_nirs4all_predictions(tmp_path, name)
+        _assert_imported_chain_predicts_the_same(tmp_path, name, tmp_path / "imports")
 
 
 def test_a_nirs4all_bundle_needs_trust() -> None:

@@ -57,6 +57,21 @@ def transform(operator: Any, X: np.ndarray, wavelengths: np.ndarray | None) -> n
     return np.asarray(operator.transform(X))
 
 
+def _is_target_step(step: dict[str, Any]) -> bool:
+    """True for a step that transformed the targets (nirs4all records ``y_processing``)."""
+    params = step.get("params")
+    return isinstance(params, dict) and "y_processing" in params
+
+
+def _inverse_targets(transformers: list[Any], predictions: np.ndarray) -> np.ndarray:
+    """Undo the target steps on `predictions`, last first (a 1-D array as one column)."""
+    values = np.asarray(predictions)
+    for transformer in reversed(transformers):
+        column = values.reshape(-1, 1) if values.ndim == 1 else values
+        values = np.asarray(transformer.inverse_transform(column)).reshape(values.shape)
+    return values
+
+
 def apply_chain(
     chain: dict[str, Any],
     load: Callable[[str], Any],
@@ -67,14 +82,17 @@ def apply_chain(
 
     Steps run in ``step_idx`` order. A step before the model applies the ``transform`` of
     each artifact in ``shared_artifacts[str(step_idx)]`` (else its own ``artifact_id``);
-    stateless steps without artifact are skipped. The model step averages ``predict`` over
-    the fold models of ``fold_artifacts`` (only the refit model when there is one). A
-    prediction with one column is returned as a 1-D array.
+    stateless steps without artifact are skipped. A target step (nirs4all's
+    ``y_processing``, marked in its ``params``) scaled y, not X: its artifacts' inverse
+    transforms are applied, last first, to the predictions. The model step averages
+    ``predict`` over the fold models of ``fold_artifacts`` (only the refit model when there
+    is one). A prediction with one column is returned as a 1-D array.
     """
     fold = dict(chain.get("fold_artifacts") or {})
     shared = dict(chain.get("shared_artifacts") or {})
     model_idx = chain["model_step_idx"]
     current = np.asarray(X)
+    targets: list[Any] = []
     for step in sorted(chain["steps"], key=lambda s: int(s["step_idx"])):
         idx = int(step["step_idx"])
         if idx == model_idx:
@@ -94,12 +112,16 @@ def apply_chain(
                         "model (nirs4all 1.4's dag-ml runner stores a replay descriptor here, "
                         "which only nirs4all itself can replay)"
                     )
-            predictions: np.ndarray = np.mean(
-                [np.asarray(model.predict(current)) for model in models], axis=0
+            predictions: np.ndarray = _inverse_targets(
+                targets, np.mean([np.asarray(model.predict(current)) for model in models], axis=0)
             )
             if predictions.ndim == 2 and predictions.shape[1] == 1:
                 return predictions.reshape(-1)
             return predictions
-        for artifact_id in _as_ids(shared.get(str(idx))) or _as_ids(step.get("artifact_id")):
+        ids = _as_ids(shared.get(str(idx))) or _as_ids(step.get("artifact_id"))
+        if _is_target_step(step):
+            targets.extend(load(artifact_id) for artifact_id in ids)
+            continue
+        for artifact_id in ids:
             current = transform(load(artifact_id), current, wavelengths)
     raise ValueError(f"chain {chain.get('chain_id')!r} has no step with model_step_idx={model_idx}")
