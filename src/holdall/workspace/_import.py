@@ -149,7 +149,7 @@ def _build_14(
             store._session.transaction() as conn,
         ):
             return _import_n4a14.copy_workspace(
-                conn, db, building / "artifacts", sign=trust, step=bar
+                conn, source, db, building / "artifacts", sign=trust, step=bar
             )
     except sqlite3.DatabaseError as err:
         raise SchemaVersionError(

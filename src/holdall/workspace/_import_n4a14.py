@@ -281,6 +281,7 @@ def _copy_arrays(conn: duckdb.DuckDBPyConnection, arrays: Path) -> list[str]:
 
 def copy_workspace(
     conn: duckdb.DuckDBPyConnection,
+    source: sqlite3.Connection,
     db: Path,
     artifacts_dir: Path,
     *,
@@ -289,38 +290,36 @@ def copy_workspace(
 ) -> tuple[dict[str, int], list[str]]:
     """Copy every table, array and artifact of the nirs4all 1.4.x workspace of `db`.
 
-    Runs inside the caller's transaction on the destination. Returns the rows copied per
+    `source` is `db` opened with `open_source` (the predictions are read through a second
+    connection of their own, see `_Prefetch`). Runs inside the caller's transaction on the
+    destination. Returns the rows copied per
     table, and the ids of the predictions whose string class labels holdall's numeric
     arrays cannot hold (their ``y_true``/``y_pred`` are left out; the labels stay in the
     copied ``nirs4all/arrays/``); `step` is called after each table and each artifact file.
     """
     folder = db.parent
     conn.execute(_STAGING)  # temporary, and rolled back with the transaction on failure
-    source = open_source(db)
-    try:
-        with _Prefetch(db, "predictions") as predictions:  # read while the arrays are copied
-            counts = {t: _copy_table(conn, source, t) for t in ("runs", "pipelines")}
-            step("pipelines")
-            _copy_table(conn, source, "chains")
-            counts["chains"] = copy_chains(conn, "n4a_chains")
-            step("chains")
-            string_labels = _copy_arrays(conn, folder / "arrays")
-            step("prediction_arrays")
-            counts["predictions"] = _insert(conn, "predictions", predictions)
-            step("predictions")
-        # arrays whose prediction is gone (deleted without a tombstone) are not imported
-        conn.execute(
-            "DELETE FROM prediction_arrays WHERE prediction_id NOT IN "
-            "(SELECT prediction_id FROM predictions)"
-        )
-        counts["prediction_arrays"] = conn.execute(
-            "SELECT count(*) FROM prediction_arrays"
-        ).fetchall()[0][0]
-        counts["logs"] = _copy_table(conn, source, "logs")
-        step("logs")
-        _copy_table(conn, source, "artifacts")
-    finally:
-        source.close()
+    with _Prefetch(db, "predictions") as predictions:  # read while the arrays are copied
+        counts = {t: _copy_table(conn, source, t) for t in ("runs", "pipelines")}
+        step("pipelines")
+        _copy_table(conn, source, "chains")
+        counts["chains"] = copy_chains(conn, "n4a_chains")
+        step("chains")
+        string_labels = _copy_arrays(conn, folder / "arrays")
+        step("prediction_arrays")
+        counts["predictions"] = _insert(conn, "predictions", predictions)
+        step("predictions")
+    # arrays whose prediction is gone (deleted without a tombstone) are not imported
+    conn.execute(
+        "DELETE FROM prediction_arrays WHERE prediction_id NOT IN "
+        "(SELECT prediction_id FROM predictions)"
+    )
+    (counts["prediction_arrays"],) = conn.execute(
+        "SELECT count(*) FROM prediction_arrays"
+    ).fetchall()[0]
+    counts["logs"] = _copy_table(conn, source, "logs")
+    step("logs")
+    _copy_table(conn, source, "artifacts")
     counts["artifacts"] = copy_artifacts(
         conn, "n4a_artifacts", folder, artifacts_dir, sign=sign, step=step
     )
