@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import gzip
 import itertools
 import os
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -19,6 +21,16 @@ from tests.workspace.ws_models import Ridge, Scaler
 REPO = Path(__file__).resolve().parents[2]
 WORKERS = Path(__file__).with_name("ws_workers.py")
 WORKER_PATH = os.pathsep.join([str(REPO / "src"), str(REPO)])
+
+
+def unpack_workspace(workspace: Path) -> Path:
+    """Restore a checked-in nirs4all 0.7.x workspace: its ``store.duckdb`` is kept gzipped
+    (DuckDB files are mostly empty blocks). Returns `workspace`."""
+    packed = workspace / "store.duckdb.gz"
+    with gzip.open(packed) as data, (workspace / "store.duckdb").open("wb") as out:
+        shutil.copyfileobj(data, out)
+    packed.unlink()
+    return workspace
 
 
 def nirs4all_env(name: str, reason: str) -> tuple[Path, pytest.MarkDecorator]:

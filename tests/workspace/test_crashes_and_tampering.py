@@ -139,21 +139,28 @@ def test_an_artifacts_folder_that_is_a_link_is_refused(tmp_path: Path) -> None:
 # ---------------------------------------------------------------- prediction + arrays
 
 
+def _killed_after_its_first_line(command: str, *args: str) -> str:
+    """Start worker `command`, read the line it prints, leave it running half a second (its
+    store's watcher commits every 20 ms: many chances to commit what it must not), SIGKILL it.
+    Returns the line."""
+    worker = start_worker(command, *args)
+    assert worker.stdout is not None
+    line = worker.stdout.readline().strip()
+    with pytest.raises(Exception, match="timed out"):
+        worker.communicate(timeout=0.5)
+    worker.send_signal(signal.SIGKILL)
+    worker.communicate()
+    assert worker.returncode == -signal.SIGKILL
+    return line
+
+
 def test_a_crash_between_prediction_and_arrays_never_commits_the_prediction_alone(
     tmp_path: Path,
 ) -> None:
     with WorkspaceStore(tmp_path) as store:
         run_id = store.begin_run("r", {}, [])
         pipeline_id = store.begin_pipeline(run_id, "p", {}, [], "wheat", "h")
-    worker = start_worker("unpaired", str(tmp_path), pipeline_id)
-    assert worker.stdout is not None
-    flushed = worker.stdout.readline().strip()
-    # The watcher commits every 20 ms: give it many chances to commit the lone prediction.
-    with pytest.raises(Exception, match="timed out"):
-        worker.communicate(timeout=0.5)
-    worker.send_signal(signal.SIGKILL)
-    worker.communicate()
-    assert worker.returncode == -signal.SIGKILL
+    flushed = _killed_after_its_first_line("unpaired", str(tmp_path), pipeline_id)
     with WorkspaceStore(tmp_path, read_only=True) as store:
         ids = store.query_predictions()["prediction_id"].to_list()
         assert ids == [flushed]  # the flushed pair survived the kill; the lone one never landed
@@ -168,14 +175,7 @@ def test_a_crash_between_a_chain_and_its_artifacts_stores_no_dangling_chain(
     with WorkspaceStore(tmp_path) as store:
         run_id = store.begin_run("r", {}, [])
         pipeline_id = store.begin_pipeline(run_id, "p", {}, [], "wheat", "h")
-    worker = start_worker("chain_first", str(tmp_path), pipeline_id)
-    assert worker.stdout is not None
-    chain_id = worker.stdout.readline().strip()
-    with pytest.raises(Exception, match="timed out"):
-        worker.communicate(timeout=0.5)  # the watcher commits every 20 ms meanwhile
-    worker.send_signal(signal.SIGKILL)
-    worker.communicate()
-    assert worker.returncode == -signal.SIGKILL
+    chain_id = _killed_after_its_first_line("chain_first", str(tmp_path), pipeline_id)
     with WorkspaceStore(tmp_path) as store:
         assert store.get_chain(chain_id) is None  # it waited for its artifact, which never came
         assert store.get_chains_for_pipeline(pipeline_id).height == 0

@@ -12,7 +12,6 @@ here from nirs4all's documented DDL.
 from __future__ import annotations
 
 import argparse
-import gzip
 import hashlib
 import json
 import os
@@ -36,7 +35,7 @@ from holdall.errors import (
 )
 from holdall.workspace import WorkspaceStore, import_workspace, replay_chain
 from holdall.workspace._cli import add_workspace_parser
-from tests.workspace.conftest import REPO, nirs4all_env
+from tests.workspace.conftest import REPO, nirs4all_env, unpack_workspace
 
 NIRS4ALL_071, needs_nirs4all = nirs4all_env(
     "n4a071",
@@ -68,11 +67,7 @@ def nirs4all_workspace(
     root = tmp_path_factory.mktemp("n4a")
     if request.param == "checked-in":
         shutil.copytree(FIXTURE, root, dirs_exist_ok=True)
-        packed = root / "ws" / "store.duckdb.gz"
-        with gzip.open(packed) as data, (root / "ws" / "store.duckdb").open("wb") as out:
-            shutil.copyfileobj(data, out)
-        packed.unlink()
-        return root / "ws", root
+        return unpack_workspace(root / "ws"), root
     env = {**os.environ, "PYTHONPATH": str(REPO)}  # the tests' models, not holdall
     done = subprocess.run(
         [str(NIRS4ALL_071), str(WRITER), str(root / "ws"), str(root)],

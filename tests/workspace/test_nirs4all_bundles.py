@@ -9,7 +9,6 @@ built, the writer also runs here, so a fresh export is checked too.
 
 from __future__ import annotations
 
-import gzip
 import json
 import os
 import shutil
@@ -27,7 +26,7 @@ from holdall.errors import (
     UntrustedArtifactError,
 )
 from holdall.workspace import WorkspaceStore, import_workspace, replay_chain
-from tests.workspace.conftest import REPO
+from tests.workspace.conftest import REPO, unpack_workspace
 from tests.workspace.test_import import NIRS4ALL_071, needs_nirs4all
 
 FIXTURES = Path(__file__).with_name("fixtures") / "nirs4all-0.7.1-bundles"
@@ -47,13 +46,7 @@ def _assert_nirs4all_predictions(folder: Path, name: str) -> None:
 def _assert_imported_chain_predicts_the_same(folder: Path, name: str, tmp_path: Path) -> None:
     """The exported prediction's chain, imported with its workspace, replays to the same
     predictions (the cv_pls pipeline scales y: the replay inverts it, as nirs4all's loader)."""
-    source = Path(shutil.copytree(folder / f"{name}-ws", tmp_path / f"{name}-ws"))
-    with (
-        gzip.open(source / "store.duckdb.gz") as packed,
-        (source / "store.duckdb").open("wb") as out,
-    ):
-        shutil.copyfileobj(packed, out)
-    (source / "store.duckdb.gz").unlink()
+    source = unpack_workspace(Path(shutil.copytree(folder / f"{name}-ws", tmp_path / f"{name}-ws")))
     import_workspace(source, tmp_path / f"{name}-holdall")
     chain_id = json.loads((folder / "bundles.json").read_text())["bundles"][name]["chain_id"]
     with WorkspaceStore(tmp_path / f"{name}-holdall", read_only=True) as store:
