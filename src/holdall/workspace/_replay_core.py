@@ -63,12 +63,20 @@ def _is_target_step(step: dict[str, Any]) -> bool:
     return isinstance(params, dict) and "y_processing" in params
 
 
-def _inverse_targets(transformers: list[Any], predictions: np.ndarray) -> np.ndarray:
-    """Undo the target steps on `predictions`, last first (a 1-D array as one column)."""
+def inverse_targets(transformers: list[Any], predictions: np.ndarray) -> np.ndarray:
+    """`predictions` through each transformer's ``inverse_transform``, in the given order.
+
+    A 1-D array goes through as one column and comes back 1-D; transformers without an
+    ``inverse_transform`` are passed over (as nirs4all's bundle loader does).
+    """
     values = np.asarray(predictions)
-    for transformer in reversed(transformers):
-        column = values.reshape(-1, 1) if values.ndim == 1 else values
-        values = np.asarray(transformer.inverse_transform(column)).reshape(values.shape)
+    for transformer in transformers:
+        if not hasattr(transformer, "inverse_transform"):
+            continue
+        if values.ndim == 1:
+            values = np.asarray(transformer.inverse_transform(values.reshape(-1, 1))).ravel()
+        else:
+            values = np.asarray(transformer.inverse_transform(values))
     return values
 
 
@@ -112,8 +120,9 @@ def apply_chain(
                         "model (nirs4all 1.4's dag-ml runner stores a replay descriptor here, "
                         "which only nirs4all itself can replay)"
                     )
-            predictions: np.ndarray = _inverse_targets(
-                targets, np.mean([np.asarray(model.predict(current)) for model in models], axis=0)
+            predictions: np.ndarray = inverse_targets(  # the last target step first
+                targets[::-1],
+                np.mean([np.asarray(model.predict(current)) for model in models], axis=0),
             )
             if predictions.ndim == 2 and predictions.shape[1] == 1:
                 return predictions.reshape(-1)

@@ -6,7 +6,8 @@ one joblib file per fitted object, named after its step: ``step_3_MinMaxScaler.j
 ``step_5_fold0_PLSRegression.joblib``, ``step_5_foldfinal_PLSRegression.joblib`` for a
 refit model. The replay does what nirs4all's ``BundleLoader.predict`` does, so the
 predictions are the ones nirs4all gives: the steps that have files run in step order; a
-``y_processing`` step is skipped and its ``inverse_transform`` applied to the predictions;
+``y_processing`` step is skipped and its ``inverse_transform`` applied to the predictions (the
+last such step's, as nirs4all's loader does);
 a ``feature_augmentation`` step stacks each transformer's output beside its input; the
 model step uses its refit model when there is one, else the weighted mean of its fold
 models (``fold_weights.json``), else its single model.
@@ -33,7 +34,7 @@ from holdall.errors import (
     UnsupportedTypeError,
     UntrustedArtifactError,
 )
-from holdall.workspace._replay_core import deserialize_bytes, transform
+from holdall.workspace._replay_core import deserialize_bytes, inverse_targets, transform
 
 __all__ = ["is_nirs4all_bundle", "replay_nirs4all_bundle"]
 
@@ -105,18 +106,6 @@ def _predict_model(
     return np.asarray(load(step.shared[0]).predict(X))
 
 
-def _inverse_target(transformers: list[Any], y: np.ndarray) -> np.ndarray:
-    """Undo ``y_processing``: each transformer's ``inverse_transform``, on a column if 1-D."""
-    for transformer in transformers:
-        if not hasattr(transformer, "inverse_transform"):
-            continue
-        if y.ndim == 1:
-            y = np.asarray(transformer.inverse_transform(y.reshape(-1, 1))).ravel()
-        else:
-            y = np.asarray(transformer.inverse_transform(y))
-    return y
-
-
 def replay_nirs4all_bundle(
     path: Path,
     chain_id: str | None,
@@ -185,14 +174,14 @@ def replay_nirs4all_bundle(
         kind = types.get(index, "transform")
         objects = [load(name) for name in [*step.shared, *step.folds.values()]]
         if kind == "y_processing":
-            target.extend(objects)
+            target = objects  # nirs4all's loader inverts the last target step only
         elif kind == "feature_augmentation":
             current = np.hstack([current, *(transform(o, current, wavelengths) for o in objects)])
         else:
             for operator in objects:
                 if hasattr(operator, "transform"):
                     current = transform(operator, current, wavelengths)
-    predictions = _inverse_target(
+    predictions = inverse_targets(
         target, _predict_model(steps[model_index], load, current, weights)
     )
     if predictions.ndim == 2 and predictions.shape[1] == 1:
