@@ -64,12 +64,17 @@ class BlobWriter:
         self._write(MAGIC)
 
     def _write(self, data: bytes | bytearray | memoryview) -> None:
-        view = memoryview(data).cast("B")
-        # Slices of a large buffer, not one huge write(2): the kernel then writes back
-        # while we copy, and a gigabyte goes out as fast as np.save's (measured here).
-        for start in range(0, view.nbytes, _WRITE_CHUNK):
-            self.handle.write(view[start : start + _WRITE_CHUNK])
-        self.pos += view.nbytes
+        view = memoryview(data)
+        size = view.nbytes
+        if size <= _WRITE_CHUNK:  # most blobs: one call (a pack may hold thousands)
+            self.handle.write(view)
+        else:
+            # Slices of a large buffer, not one huge write(2): the kernel then writes back
+            # while we copy, and a gigabyte goes out as fast as np.save's (measured here).
+            view = view.cast("B")
+            for start in range(0, size, _WRITE_CHUNK):
+                self.handle.write(view[start : start + _WRITE_CHUNK])
+        self.pos += size
 
     def _align(self) -> None:
         pad = -self.pos % _ALIGN
