@@ -11,15 +11,18 @@ per source layout does the copying: `_import_n4a07` for nirs4all 0.7.x's DuckDB 
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import os
 import shutil
 import sqlite3
 import tempfile
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+
+import duckdb
 
 from holdall._core.owners import owner_is_dead, owner_tag
 from holdall._core.progress import progress as progress_bar
@@ -30,9 +33,12 @@ from holdall.errors import (
     SchemaVersionError,
 )
 from holdall.workspace import _import_n4a07, _import_n4a14
-from holdall.workspace._store import WorkspaceStore
+from holdall.workspace._schema import ensure_schema
 
 __all__ = ["ImportReport", "import_workspace"]
+
+_IMPORT_ROW_GROUP = 2048
+"""Rows per row group of the imported tables (`_destination`)."""
 
 
 @dataclass(frozen=True)
@@ -144,10 +150,7 @@ def _build_14(
             raise _not_the_layout(db, "1.4.x", _import_n4a14.TABLES)
         n_files = int(source.execute("SELECT count(*) FROM artifacts").fetchone()[0])
         bar = _steps(5 + n_files, f"import {db.parent.name}", progress)
-        with (
-            WorkspaceStore(building, exclusive=True) as store,
-            store._session.transaction() as conn,
-        ):
+        with _destination(building) as conn:
             return _import_n4a14.copy_workspace(
                 conn, source, db, building / "artifacts", sign=trust, step=bar
             )
@@ -158,6 +161,39 @@ def _build_14(
         ) from err
     finally:
         source.close()
+
+
+@contextlib.contextmanager
+def _destination(building: Path) -> Iterator[duckdb.DuckDBPyConnection]:
+    """A connection to the new workspace's database, inside one transaction.
+
+    The file is attached with row groups of `_IMPORT_ROW_GROUP` rows, which a
+    `WorkspaceStore` connection cannot ask for. DuckDB writes a transaction's rows straight
+    into the file once they fill a row group and logs smaller inserts in its write-ahead log,
+    copying them into the file again at the checkpoint: at the default 122,880 rows every
+    import of a few thousand predictions was written twice (docs/benchmarks.md). The folder is
+    the import's own (a temporary name), so no other process opens it meanwhile and no lock
+    is taken.
+    """
+    db = building / "store.duckdb"
+    conn = duckdb.connect()
+    try:
+        conn.execute("SET enable_progress_bar = false")
+        quoted = str(db).replace("'", "''")
+        conn.execute(f"ATTACH '{quoted}' AS workspace (ROW_GROUP_SIZE {_IMPORT_ROW_GROUP})")
+        conn.execute("USE workspace")
+        ensure_schema(conn, db, writable=True)
+        conn.execute("BEGIN TRANSACTION")
+        try:
+            yield conn
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+        conn.execute("USE memory")
+        conn.execute("DETACH workspace")  # checkpoints the file
+    finally:
+        conn.close()
 
 
 def _remove_dead_builds(dst: Path) -> None:
@@ -193,10 +229,7 @@ def _steps(total: int, label: str, enabled: bool) -> Callable[[str], None]:
 
 def _build(db: Path, building: Path, trust: bool, progress: bool) -> dict[str, int]:
     """Create the workspace in `building` and copy everything in one transaction."""
-    with (
-        WorkspaceStore(building, exclusive=True) as store,
-        store._session.transaction() as conn,
-    ):
+    with _destination(building) as conn:
         quoted = str(db).replace("'", "''")
         try:
             conn.execute(f"ATTACH '{quoted}' AS src (READ_ONLY)")
