@@ -34,11 +34,9 @@ from holdall.errors import (
 )
 from holdall.workspace import _import_n4a07, _import_n4a14
 from holdall.workspace._schema import ensure_schema
+from holdall.workspace._session import connect_database
 
 __all__ = ["ImportReport", "import_workspace"]
-
-_IMPORT_ROW_GROUP = 2048
-"""Rows per row group of the imported tables (`_destination`)."""
 
 
 @dataclass(frozen=True)
@@ -167,21 +165,13 @@ def _build_14(
 def _destination(building: Path) -> Iterator[duckdb.DuckDBPyConnection]:
     """A connection to the new workspace's database, inside one transaction.
 
-    The file is attached with row groups of `_IMPORT_ROW_GROUP` rows, which a
-    `WorkspaceStore` connection cannot ask for. DuckDB writes a transaction's rows straight
-    into the file once they fill a row group and logs smaller inserts in its write-ahead log,
-    copying them into the file again at the checkpoint: at the default 122,880 rows every
-    import of a few thousand predictions was written twice (docs/benchmarks.md). The folder is
-    the import's own (a temporary name), so no other process opens it meanwhile and no lock
-    is taken.
+    The folder is the import's own (a temporary name): no other process opens it meanwhile,
+    so no lock is taken. Detaching the file at the end checkpoints it, so a failure to write
+    it surfaces here, before the folder is renamed into place.
     """
     db = building / "store.duckdb"
-    conn = duckdb.connect()
+    conn = connect_database(db, read_only=False)
     try:
-        conn.execute("SET enable_progress_bar = false")
-        quoted = str(db).replace("'", "''")
-        conn.execute(f"ATTACH '{quoted}' AS workspace (ROW_GROUP_SIZE {_IMPORT_ROW_GROUP})")
-        conn.execute("USE workspace")
         ensure_schema(conn, db, writable=True)
         conn.execute("BEGIN TRANSACTION")
         try:
@@ -191,7 +181,7 @@ def _destination(building: Path) -> Iterator[duckdb.DuckDBPyConnection]:
             raise
         conn.execute("COMMIT")
         conn.execute("USE memory")
-        conn.execute("DETACH workspace")  # checkpoints the file
+        conn.execute("DETACH workspace")
     finally:
         conn.close()
 

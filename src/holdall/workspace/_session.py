@@ -30,7 +30,7 @@ from holdall.errors import (
 from holdall.workspace._queue import TicketQueue
 from holdall.workspace._schema import ensure_schema
 
-__all__ = ["Session"]
+__all__ = ["Session", "connect_database"]
 
 _WATCH_INTERVAL_S = 0.02
 _TURN_S = 0.1
@@ -46,6 +46,34 @@ _CORRUPTION_SIGNS = (
 )
 """Parts of DuckDB's messages for a damaged or foreign file (its exception classes also
 cover lock conflicts and full disks, which are not corruption)."""
+
+
+_ROW_GROUP_ROWS = 2048
+"""Rows per row group that workspace connections write. DuckDB writes a transaction's rows
+straight into the file once they fill a row group and logs smaller inserts in its
+write-ahead log, to copy them into the file again at the next checkpoint: at its default of
+122,880 rows, every bulk write or import of a few thousand predictions was written twice
+(docs/benchmarks.md)."""
+
+
+def connect_database(db_path: Path, *, read_only: bool) -> duckdb.DuckDBPyConnection:
+    """A connection whose default database is the workspace file `db_path`.
+
+    The file is attached rather than opened, since only ``ATTACH`` takes a row group size
+    (`_ROW_GROUP_ROWS`); it is the connection's default database, so queries name its tables
+    unqualified. No progress bar: a library draws none on its user's terminal.
+    """
+    conn = duckdb.connect()
+    try:
+        conn.execute("SET enable_progress_bar = false")
+        quoted = str(db_path).replace("'", "''")
+        mode = "READ_ONLY" if read_only else f"ROW_GROUP_SIZE {_ROW_GROUP_ROWS}"
+        conn.execute(f"ATTACH '{quoted}' AS workspace ({mode})")
+        conn.execute("USE workspace")
+    except BaseException:
+        conn.close()
+        raise
+    return conn
 
 
 class Session:
@@ -211,9 +239,8 @@ class Session:
     def _open(self) -> duckdb.DuckDBPyConnection:
         """Connect and check the schema; a damaged file raises `CorruptedFileError`."""
         try:
-            conn = duckdb.connect(str(self.db_path), read_only=self.read_only)
+            conn = connect_database(self.db_path, read_only=self.read_only)
             try:
-                conn.execute("SET enable_progress_bar = false")  # a library draws no bar
                 ensure_schema(conn, self.db_path, writable=not self.read_only)
             except BaseException:
                 conn.close()
