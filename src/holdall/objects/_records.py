@@ -29,6 +29,7 @@ import duckdb
 import polars as pl
 import pyarrow as pa
 
+from holdall._core import duckdb_files
 from holdall._core.closing import close_at_exit, forget_at_exit
 from holdall._core.locks import InterProcessLock, WaiterSignal
 from holdall.errors import (
@@ -129,7 +130,7 @@ class RecordStore:
             )
             self._waiters = WaiterSignal(self.path.with_name(self.path.name + ".waiters"))
         else:
-            self._memory = duckdb.connect(":memory:")
+            self._memory = duckdb_files.connect()
             self._create(self._memory)
 
     @property
@@ -212,7 +213,7 @@ class RecordStore:
             self._lock.acquire(shared=False, timeout_s=self.lock_timeout_s)
         try:
             try:
-                conn = duckdb.connect(str(self.path))
+                conn = duckdb_files.connect(str(self.path))
             except duckdb.Error as err:
                 raise CorruptedFileError(
                     f"experiment database {self.path} cannot be opened by DuckDB: {err}",

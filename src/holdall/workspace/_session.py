@@ -20,6 +20,7 @@ from pathlib import Path
 
 import duckdb
 
+from holdall._core import duckdb_files
 from holdall._core.locks import InterProcessLock, WaiterSignal
 from holdall.errors import (
     ClosedWorkspaceError,
@@ -61,11 +62,14 @@ def connect_database(db_path: Path, *, read_only: bool) -> duckdb.DuckDBPyConnec
 
     The file is attached rather than opened, since only ``ATTACH`` takes a row group size
     (`_ROW_GROUP_ROWS`); it is the connection's default database, so queries name its tables
-    unqualified. No progress bar: a library draws none on its user's terminal.
+    unqualified. A new file is created in the storage format every supported DuckDB reads
+    (`holdall._core.duckdb_files`). While the connection is open, a ``duckdb.connect`` of
+    the same file in the same process fails (DuckDB: "Unique file handle conflict").
     """
-    conn = duckdb.connect()
+    if not read_only:
+        duckdb_files.create_if_missing(db_path)
+    conn = duckdb_files.connect()
     try:
-        conn.execute("SET enable_progress_bar = false")
         quoted = str(db_path).replace("'", "''")
         mode = "READ_ONLY" if read_only else f"ROW_GROUP_SIZE {_ROW_GROUP_ROWS}"
         conn.execute(f"ATTACH '{quoted}' AS workspace ({mode})")

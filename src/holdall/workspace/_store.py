@@ -25,6 +25,7 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 
+from holdall._core import duckdb_files
 from holdall._core.closing import Closing
 from holdall.errors import HoldallWarning, InvalidValueError, KeyNotFoundError
 from holdall.workspace import _export, _records
@@ -145,7 +146,7 @@ class WorkspaceStore(Closing, ArtifactStore):
         lock = InterProcessLock(db_path.with_name(db_path.name + ".lock"), what=str(db_path))
         lock.acquire(shared=False, timeout_s=lock_timeout)
         try:
-            conn = duckdb.connect(str(db_path))
+            conn = duckdb_files.connect(str(db_path))
             try:
                 return _migrate_schema(conn, db_path)
             finally:
