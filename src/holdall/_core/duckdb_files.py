@@ -14,12 +14,14 @@ terminal.
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import duckdb
 
-__all__ = ["OLDEST_STORAGE", "connect", "create_if_missing"]
+__all__ = ["OLDEST_STORAGE", "connect", "create_if_missing", "transaction"]
 
 OLDEST_STORAGE = "v1.2.0"
 """The storage format new files are written in: the oldest that holdall's DuckDBs (>= 1.3) read."""
@@ -43,3 +45,18 @@ def connect(
     conn = duckdb.connect(database, read_only=read_only)
     conn.execute("SET enable_progress_bar = false")  # a connection-level option only
     return conn
+
+
+@contextlib.contextmanager
+def transaction(conn: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConnection]:
+    """``BEGIN``; ``COMMIT`` when the block succeeds, ``ROLLBACK`` and re-raise when it fails.
+
+    A failing ``COMMIT`` is raised as it is (DuckDB has then rolled back already).
+    """
+    conn.execute("BEGIN TRANSACTION")
+    try:
+        yield conn
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")

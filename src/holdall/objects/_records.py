@@ -305,8 +305,7 @@ class RecordStore:
                 "fields": pa.array([_dumps(run.fields) for run in runs], pa.string()),
             }
         )
-        conn.execute("BEGIN TRANSACTION")
-        try:
+        with duckdb_files.transaction(conn):
             for old in remove:
                 conn.execute("DELETE FROM runs WHERE id_experiment = ?", [old])
                 conn.execute("DELETE FROM experiments WHERE id_experiment = ?", [old])
@@ -326,21 +325,12 @@ class RecordStore:
                 "CAST(id_run AS UUID), CAST(fields AS JSON) FROM holdall_new_runs"
             )
             conn.unregister("holdall_new_runs")
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
 
     def delete(self, conn: duckdb.DuckDBPyConnection, id_experiment: uuid.UUID) -> None:
         """Drop an experiment and its runs, in one transaction."""
-        conn.execute("BEGIN TRANSACTION")
-        try:
+        with duckdb_files.transaction(conn):
             conn.execute("DELETE FROM runs WHERE id_experiment = ?", [id_experiment])
             conn.execute("DELETE FROM experiments WHERE id_experiment = ?", [id_experiment])
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
 
     def load(
         self,

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import duckdb
 
+from holdall._core import duckdb_files
 from holdall._core.owners import owner_is_dead, owner_tag
 from holdall._core.progress import progress as progress_bar
 from holdall.errors import (
@@ -173,13 +174,8 @@ def _destination(building: Path) -> Iterator[duckdb.DuckDBPyConnection]:
     conn = connect_database(db, read_only=False)
     try:
         ensure_schema(conn, db, writable=True)
-        conn.execute("BEGIN TRANSACTION")
-        try:
+        with duckdb_files.transaction(conn):
             yield conn
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
         conn.execute("USE memory")
         conn.execute("DETACH workspace")
     finally:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import duckdb
 
+from holdall._core import duckdb_files
 from holdall.errors import SchemaVersionError
 
 __all__ = ["MIGRATIONS", "SCHEMA_VERSION", "TABLES", "ensure_schema", "migrate", "read_version"]
@@ -148,14 +149,9 @@ def ensure_schema(conn: duckdb.DuckDBPyConnection, path: Path, *, writable: bool
 
 def _create(conn: duckdb.DuckDBPyConnection) -> None:
     """Create every table and stamp the version, in one transaction."""
-    conn.execute("BEGIN TRANSACTION")
-    try:
+    with duckdb_files.transaction(conn):
         conn.execute(_DDL)
         conn.execute("INSERT INTO holdall_schema VALUES (?, current_timestamp)", [SCHEMA_VERSION])
-        conn.execute("COMMIT")
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
 
 
 def migrate(conn: duckdb.DuckDBPyConnection, path: Path) -> int:
@@ -180,13 +176,8 @@ def migrate(conn: duckdb.DuckDBPyConnection, path: Path) -> int:
             expected=SCHEMA_VERSION,
             got=found,
         )
-    conn.execute("BEGIN TRANSACTION")
-    try:
+    with duckdb_files.transaction(conn):
         for version in range(found, SCHEMA_VERSION):
             MIGRATIONS[version](conn)
         conn.execute("UPDATE holdall_schema SET version = ?", [SCHEMA_VERSION])
-        conn.execute("COMMIT")
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
     return found

@@ -210,13 +210,8 @@ class Session:
         self.check_writable()
         with self.connection() as conn:
             self.generation += 1
-            conn.execute("BEGIN TRANSACTION")
-            try:
+            with duckdb_files.transaction(conn):
                 yield conn
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-            conn.execute("COMMIT")
 
     def _ensure_connection(self) -> duckdb.DuckDBPyConnection:
         if self._conn is not None:

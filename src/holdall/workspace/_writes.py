@@ -14,6 +14,7 @@ from typing import Any
 
 import duckdb
 
+from holdall._core import duckdb_files
 from holdall.errors import KeyNotFoundError
 from holdall.workspace._reads import WorkspaceReads
 from holdall.workspace._tables import Buffer, insert_buffer
@@ -87,13 +88,8 @@ class WorkspaceWrites(WorkspaceReads):
             return
         self._session.generation += 1
         try:
-            conn.execute("BEGIN TRANSACTION")
-            try:
+            with duckdb_files.transaction(conn):
                 insert_buffer(conn, pending)
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-            conn.execute("COMMIT")
         except BaseException:
             self._restore_buffer(pending)
             raise
