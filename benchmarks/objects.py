@@ -326,12 +326,18 @@ What bounds each figure:
   here), not the bytes.
 - Persist of 100 MB and 1 GB: writing the array's own buffer once, as `np.save` does (in
   1 MiB `write` calls, then a rename); on this shared VM the disk's write-back dominates and
-  varies run to run (the same 100 MB write measured 0.06-0.3 s back to back).
+  varies run to run (the same 100 MB write measured 0.06-0.3 s back to back). Profiled in one
+  process on 2026-12-02, each write after `os.sync()`: `np.save` of 1 GB took 0.31-3.8 s
+  from one call to the next; in the calls where it took 0.31-0.40 s, a persist of the same
+  array took 0.38-0.66 s, 93% of it inside the kernel's `write`, as is `np.save`'s.
 - Reload: holdall memory-maps the object and the pass faults the pages in from the page
   cache; `np.load` copies the file into a new array, mltraq unpickles a copy.
 - Peak: holdall and numpy hold the value once; mltraq holds it about four times.
 - Small values: a persist writes all its DataStores as one object (1,000 runs: one file,
-  where mltraq writes 1,000), and a load opens it once. Each DataStoreIO value is its own
+  where mltraq writes 1,000), and a load opens it once. 1,000 values in one DataStore: the
+  object's encoding (5 us a value: its manifest node, one `write` per blob) and the DuckDB
+  transaction of the record (4-7 ms) take about half each; both libraries' rates moved 1.5x
+  between runs on 2026-12-02 (holdall 38,000-49,000 values/s, 1.8-2.7x mltraq: missed). Each DataStoreIO value is its own
   file, as in mltraq, created under a temporary name and renamed: 0.1-0.8 ms per file on this
   disk from run to run, which bounds that row for both libraries; reading one back is bound by
   Python's per-call work (URL checks, open, footer and manifest parse), about 0.1 ms.
