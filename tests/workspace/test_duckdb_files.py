@@ -57,6 +57,13 @@ def written_workspace(folder: Path) -> Path:
     return folder / "store.duckdb"
 
 
+def vacuumed_workspace(folder: Path) -> Path:
+    path = written_workspace(folder)
+    with WorkspaceStore(folder) as store:
+        store.vacuum()
+    return path
+
+
 def written_experiments(folder: Path) -> Path:
     folder.mkdir()
     path = folder / "experiments.duckdb"
@@ -80,6 +87,7 @@ def imported_workspace(folder: Path) -> Path:
 
 CASES = {
     "workspace": (written_workspace, "predictions", 3),
+    "vacuumed": (vacuumed_workspace, "predictions", 3),
     "experiments": (written_experiments, "runs", 1),
     "import": (imported_workspace, "predictions", None),
 }

@@ -773,6 +773,7 @@ class WorkspaceStore(Closing, ArtifactStore):
             for leftover in (fresh, fresh.with_name(fresh.name + ".wal")):
                 leftover.unlink(missing_ok=True)
             conn.execute("CHECKPOINT")
+            duckdb_files.create_if_missing(fresh)  # in the format every supported DuckDB reads
             quoted = str(fresh).replace("'", "''")
             conn.execute(f"ATTACH '{quoted}' AS holdall_fresh")
             try:
