@@ -1,14 +1,19 @@
 """The DuckDB files holdall creates open in every DuckDB it supports (``duckdb >= 1.3``).
 
 DuckDB 2 writes new files in a format DuckDB 1.x refuses; holdall asks for DuckDB 1.2's
-(`holdall._core.duckdb_files`). Checked on the file itself, and, where the nirs4all 0.7.1
-environment exists (DuckDB 1.5), by that DuckDB reading it.
+(`holdall._core.duckdb_files`). Checked on the file itself; by holdall running on the oldest
+supported DuckDB (installed with pip beside the checkout on first use), which reads what this
+one wrote and writes what this one then reads; and, where the nirs4all 0.7.1 environment
+exists, by its DuckDB 1.5 reading each kind of file.
 """
 
 from __future__ import annotations
 
+import json
+import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import duckdb
@@ -18,7 +23,7 @@ import pytest
 from holdall._core.duckdb_files import OLDEST_STORAGE
 from holdall.objects import DataStore, create_session, options
 from holdall.workspace import WorkspaceStore, import_workspace
-from tests.workspace.conftest import prediction_fields, unpack_workspace
+from tests.workspace.conftest import REPO, prediction_fields, unpack_workspace
 from tests.workspace.test_import import FIXTURE, NIRS4ALL_071, needs_nirs4all
 
 
@@ -123,3 +128,61 @@ def test_a_file_in_a_newer_format_keeps_it_and_stays_usable(tmp_path: Path) -> N
     assert storage_version(workspace / "store.duckdb") == before
     with WorkspaceStore(workspace, read_only=True) as store:
         assert len(store.query_predictions()) == 3
+
+
+OLDEST_DUCKDB = "1.3.0"
+"""The oldest DuckDB pyproject.toml accepts (``duckdb>=1.3``)."""
+OLDEST_DUCKDB_DIR = REPO / "benchmarks" / ".envs" / f"duckdb-{OLDEST_DUCKDB}"
+
+CROSS_VERSION_WORKER = r"""
+import json, sys
+from pathlib import Path
+import duckdb
+from holdall.objects import DataStore, create_session, options
+from holdall.workspace import WorkspaceStore
+from tests.workspace.conftest import prediction_fields
+theirs, ours = Path(sys.argv[1]), Path(sys.argv[2])
+out = {"duckdb": duckdb.__version__}
+with WorkspaceStore(theirs / "ws", read_only=True) as store:
+    out["read_predictions"] = len(store.query_predictions())
+session = create_session(f"duckdb:///{theirs / 'experiments' / 'experiments.duckdb'}")
+with options().ctx({"datastore.url": str(theirs / "experiments" / "holdall.datastore")}):
+    out["read_array"] = session.load_experiment("e").runs.first().fields.ds.a.tolist()
+session.close()
+with WorkspaceStore(ours) as store:
+    run = store.begin_run("r", {}, [{"name": "wheat"}])
+    pipeline = store.begin_pipeline(run, "p", {}, [], "wheat", "h")
+    for _ in range(2):
+        store.save_prediction(**prediction_fields(pipeline, None))
+print(json.dumps(out))
+"""
+
+
+def oldest_duckdb() -> Path:
+    """A folder holding DuckDB `OLDEST_DUCKDB`, installed with pip on first use."""
+    if not (OLDEST_DUCKDB_DIR / ".complete").exists():
+        subprocess.run(
+            [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--target",
+             str(OLDEST_DUCKDB_DIR), f"duckdb=={OLDEST_DUCKDB}"],
+            check=True, capture_output=True, timeout=600,
+        )  # fmt: skip
+        (OLDEST_DUCKDB_DIR / ".complete").touch()
+    return OLDEST_DUCKDB_DIR
+
+
+def test_the_oldest_supported_duckdb_and_this_one_read_each_other_s_files(tmp_path: Path) -> None:
+    written_workspace(tmp_path / "ws")
+    written_experiments(tmp_path / "experiments")
+    ours = tmp_path / "written-by-old"
+    path = os.pathsep.join([str(oldest_duckdb()), str(REPO / "src"), str(REPO)])
+    done = subprocess.run(
+        [sys.executable, "-c", CROSS_VERSION_WORKER, str(tmp_path), str(ours)],
+        capture_output=True, text=True, check=False, timeout=300,
+        env={**os.environ, "PYTHONPATH": path}, cwd=tmp_path,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    assert report == {"duckdb": OLDEST_DUCKDB, "read_predictions": 3, "read_array": [0, 1, 2]}
+    assert duckdb.__version__ != OLDEST_DUCKDB
+    with WorkspaceStore(ours, read_only=True) as store:
+        assert len(store.query_predictions()) == 2
