@@ -21,6 +21,7 @@ import numpy as np
 import pytest
 
 from holdall._core.duckdb_files import OLDEST_STORAGE
+from holdall.errors import WorkspaceLockedError
 from holdall.objects import DataStore, create_session, options
 from holdall.workspace import WorkspaceStore, import_workspace
 from tests.workspace.conftest import REPO, prediction_fields, unpack_workspace
@@ -161,11 +162,12 @@ print(json.dumps(out))
 def oldest_duckdb() -> Path:
     """A folder holding DuckDB `OLDEST_DUCKDB`, installed with pip on first use."""
     if not (OLDEST_DUCKDB_DIR / ".complete").exists():
-        subprocess.run(
+        done = subprocess.run(
             [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--target",
              str(OLDEST_DUCKDB_DIR), f"duckdb=={OLDEST_DUCKDB}"],
-            check=True, capture_output=True, timeout=600,
+            check=False, capture_output=True, text=True, timeout=600,
         )  # fmt: skip
+        assert done.returncode == 0, f"pip could not install duckdb {OLDEST_DUCKDB}: {done.stderr}"
         (OLDEST_DUCKDB_DIR / ".complete").touch()
     return OLDEST_DUCKDB_DIR
 
@@ -186,3 +188,25 @@ def test_the_oldest_supported_duckdb_and_this_one_read_each_other_s_files(tmp_pa
     assert duckdb.__version__ != OLDEST_DUCKDB
     with WorkspaceStore(ours, read_only=True) as store:
         assert len(store.query_predictions()) == 2
+
+
+def test_duckdb_spills_beside_the_workspace_not_into_the_working_directory(tmp_path: Path) -> None:
+    written_workspace(tmp_path / "ws")
+    for read_only in (False, True):
+        with WorkspaceStore(tmp_path / "ws", read_only=read_only) as store:
+            with store._session.connection() as conn:
+                setting = conn.execute("SELECT current_setting('temp_directory')").fetchall()
+            assert setting == [(str(tmp_path / "ws" / "store.duckdb.tmp"),)]
+
+
+def test_a_store_opened_while_the_user_s_own_connection_holds_the_file_says_so(
+    tmp_path: Path,
+) -> None:
+    path = written_workspace(tmp_path / "ws")
+    with (
+        duckdb.connect(str(path)),
+        pytest.raises(WorkspaceLockedError, match="open in this process through another"),
+    ):
+        WorkspaceStore(tmp_path / "ws")
+    with WorkspaceStore(tmp_path / "ws") as store:  # closed: the store opens it again
+        assert len(store.query_predictions()) == 3

@@ -278,3 +278,18 @@ def test_refusals(tmp_path: Path) -> None:
     with pytest.raises(SchemaVersionError):
         import_workspace(tmp_path / "junk", tmp_path / "dst")
     assert not (tmp_path / "dst").exists()
+
+
+def test_a_file_with_the_0_7_tables_but_other_columns_is_refused_by_name(tmp_path: Path) -> None:
+    (tmp_path / "src").mkdir()
+    with duckdb.connect(str(tmp_path / "src" / "store.duckdb")) as conn:
+        for table in ("runs", "pipelines", "chains", "predictions", "prediction_arrays",
+                      "artifacts", "logs"):  # fmt: skip
+            conn.execute(f"CREATE TABLE {table} (x INTEGER)")
+    # the copy fails inside its transaction: the error says why, not "transaction is aborted"
+    with pytest.raises(
+        SchemaVersionError, match=r"tables of a nirs4all 0\.7\.x .* not their columns"
+    ):
+        import_workspace(tmp_path / "src", tmp_path / "dst")
+    assert not (tmp_path / "dst").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["src"]

@@ -7,7 +7,8 @@ colleague's DuckDB 1.5, nor by nirs4all 0.7.1's (``duckdb<2``). So a file holdal
 open that does not exist yet is first created, empty, in DuckDB 1.2's format; DuckDB keeps a
 file's format from then on (and never lowers one). Measured: the same speed and size for
 holdall's tables. The connections themselves keep DuckDB's default configuration, so a
-user's own ``duckdb.connect`` of the same file in the same process shares them, as before.
+user's own ``duckdb.connect`` of an experiment database in the same process shares holdall's
+connection, as before (a workspace's file is attached instead, see `workspace._session`).
 Nor does a connection draw DuckDB's progress bar: a library writes nothing on its user's
 terminal.
 """

@@ -225,20 +225,23 @@ def _build(db: Path, building: Path, trust: bool, progress: bool) -> dict[str, i
                 "nirs4all 0.7.x workspaces",
                 path=str(db),
             ) from err
+        if not _import_n4a07.is_nirs4all_07(conn):
+            raise _not_the_layout(db, "0.7.x", _import_n4a07.TABLES)
+        n_files = conn.execute("SELECT count(*) FROM src.artifacts").fetchall()[0][0]
+        step = _steps(
+            len(_import_n4a07.TABLES) - 1 + int(n_files), f"import {db.parent.name}", progress
+        )
         try:
-            if not _import_n4a07.is_nirs4all_07(conn):
-                raise _not_the_layout(db, "0.7.x", _import_n4a07.TABLES)
-            n_files = conn.execute("SELECT count(*) FROM src.artifacts").fetchall()[0][0]
-            step = _steps(
-                len(_import_n4a07.TABLES) - 1 + int(n_files), f"import {db.parent.name}", progress
-            )
             rows = _import_n4a07.copy_workspace(
-                conn,
-                db.parent,
-                building / "artifacts",
-                sign=trust,
-                step=step,
+                conn, db.parent, building / "artifacts", sign=trust, step=step
             )
-        finally:
-            conn.execute("DETACH src")
+        except (duckdb.BinderException, duckdb.CatalogException) as err:
+            raise SchemaVersionError(
+                f"{db} has the tables of a nirs4all 0.7.x workspace but not their columns "
+                f"({err}); nothing was imported",
+                path=str(db),
+            ) from err
+        # Only on success: in a failed transaction DETACH itself fails and hides the error;
+        # the rollback and the connection's close let go of the source then.
+        conn.execute("DETACH src")
     return rows

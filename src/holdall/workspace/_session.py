@@ -47,6 +47,8 @@ _CORRUPTION_SIGNS = (
 )
 """Parts of DuckDB's messages for a damaged or foreign file (its exception classes also
 cover lock conflicts and full disks, which are not corruption)."""
+_IN_USE_SIGN = "Unique file handle conflict"
+"""DuckDB's message when another connection of this process has the file attached."""
 
 
 _ROW_GROUP_ROWS = 2048
@@ -62,15 +64,17 @@ def connect_database(db_path: Path, *, read_only: bool) -> duckdb.DuckDBPyConnec
 
     The file is attached rather than opened, since only ``ATTACH`` takes a row group size
     (`_ROW_GROUP_ROWS`); it is the connection's default database, so queries name its tables
-    unqualified. A new file is created in the storage format every supported DuckDB reads
-    (`holdall._core.duckdb_files`). While the connection is open, a ``duckdb.connect`` of
-    the same file in the same process fails (DuckDB: "Unique file handle conflict").
+    unqualified. Spill files go beside it (``store.duckdb.tmp``, as for a connection to the
+    file itself), not into the working directory. A new file is created in the storage format
+    every supported DuckDB reads (`holdall._core.duckdb_files`). While the connection is open,
+    a ``duckdb.connect`` of the same file in the same process fails (`Session` reports it).
     """
     if not read_only:
         duckdb_files.create_if_missing(db_path)
     conn = duckdb_files.connect()
     try:
         quoted = str(db_path).replace("'", "''")
+        conn.execute(f"SET temp_directory = '{quoted}.tmp'")
         mode = "READ_ONLY" if read_only else f"ROW_GROUP_SIZE {_ROW_GROUP_ROWS}"
         conn.execute(f"ATTACH '{quoted}' AS workspace ({mode})")
         conn.execute("USE workspace")
@@ -245,6 +249,13 @@ class Session:
                 conn.close()
                 raise
         except duckdb.Error as err:
+            if _IN_USE_SIGN in str(err):
+                raise WorkspaceLockedError(
+                    f"{self.db_path} is open in this process through another DuckDB connection "
+                    "(a duckdb.connect of the file, or a reader still open on it); close it "
+                    "first: DuckDB lets one connection hold a file",
+                    path=str(self.db_path),
+                ) from err
             raise self._corruption(err) from err
         return conn
 
