@@ -22,7 +22,7 @@ from pathlib import Path
 
 import duckdb
 
-__all__ = ["OLDEST_STORAGE", "connect", "create_if_missing", "transaction"]
+__all__ = ["OLDEST_STORAGE", "connect", "create_if_missing", "sql_string", "transaction"]
 
 OLDEST_STORAGE = "v1.2.0"
 """The storage format new files are written in: the oldest that holdall's DuckDBs (>= 1.3) read."""
@@ -61,3 +61,9 @@ def transaction(conn: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConn
         conn.execute("ROLLBACK")
         raise
     conn.execute("COMMIT")
+
+
+def sql_string(path: str | os.PathLike[str]) -> str:
+    """`path` as a SQL string literal (quotes doubled), for statements that take no parameter
+    (``ATTACH``, ``SET``, table functions' file lists)."""
+    return "'" + os.fspath(path).replace("'", "''") + "'"

@@ -216,9 +216,8 @@ def _steps(total: int, label: str, enabled: bool) -> Callable[[str], None]:
 def _build(db: Path, building: Path, trust: bool, progress: bool) -> dict[str, int]:
     """Create the workspace in `building` and copy everything in one transaction."""
     with _destination(building) as conn:
-        quoted = str(db).replace("'", "''")
         try:
-            conn.execute(f"ATTACH '{quoted}' AS src (READ_ONLY)")
+            conn.execute(f"ATTACH {duckdb_files.sql_string(db)} AS src (READ_ONLY)")
         except Exception as err:  # DuckDB's error for a file it cannot read
             raise SchemaVersionError(
                 f"{db} cannot be opened as a DuckDB database ({err}); holdall imports "

@@ -31,6 +31,7 @@ from urllib.parse import quote
 import duckdb
 import pyarrow as pa
 
+from holdall._core import duckdb_files
 from holdall.errors import WorkspaceLockedError
 from holdall.workspace._import_copy import copy_artifacts, copy_chains, layout_sql
 
@@ -242,7 +243,7 @@ def _copy_arrays(conn: duckdb.DuckDBPyConnection, arrays: Path) -> list[str]:
         return []
     tombstones = arrays / "_tombstones.json"
     deleted = sorted(json.loads(tombstones.read_text())) if tombstones.is_file() else []
-    listed = ", ".join("'" + str(f).replace("'", "''") + "'" for f in files)
+    listed = ", ".join(duckdb_files.sql_string(f) for f in files)
     parquet = (
         f"read_parquet([{listed}], union_by_name = true, filename = true, file_row_number = true)"
     )

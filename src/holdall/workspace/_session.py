@@ -73,10 +73,9 @@ def connect_database(db_path: Path, *, read_only: bool) -> duckdb.DuckDBPyConnec
         duckdb_files.create_if_missing(db_path)
     conn = duckdb_files.connect()
     try:
-        quoted = str(db_path).replace("'", "''")
-        conn.execute(f"SET temp_directory = '{quoted}.tmp'")
+        conn.execute(f"SET temp_directory = {duckdb_files.sql_string(f'{db_path}.tmp')}")
         mode = "READ_ONLY" if read_only else f"ROW_GROUP_SIZE {_ROW_GROUP_ROWS}"
-        conn.execute(f"ATTACH '{quoted}' AS workspace ({mode})")
+        conn.execute(f"ATTACH {duckdb_files.sql_string(db_path)} AS workspace ({mode})")
         conn.execute("USE workspace")
     except BaseException:
         conn.close()

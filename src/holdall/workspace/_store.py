@@ -774,8 +774,7 @@ class WorkspaceStore(Closing, ArtifactStore):
                 leftover.unlink(missing_ok=True)
             conn.execute("CHECKPOINT")
             duckdb_files.create_if_missing(fresh)  # in the format every supported DuckDB reads
-            quoted = str(fresh).replace("'", "''")
-            conn.execute(f"ATTACH '{quoted}' AS holdall_fresh")
+            conn.execute(f"ATTACH {duckdb_files.sql_string(fresh)} AS holdall_fresh")
             try:
                 db_name = conn.execute("SELECT current_database()").fetchall()[0]
                 conn.execute(
