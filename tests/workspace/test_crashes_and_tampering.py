@@ -139,6 +139,13 @@ def test_an_artifacts_folder_that_is_a_link_is_refused(tmp_path: Path) -> None:
 # ---------------------------------------------------------------- prediction + arrays
 
 
+def _workspace_with_a_pipeline(folder: Path) -> str:
+    """Create a workspace in `folder` holding one run and one pipeline; return the pipeline id."""
+    with WorkspaceStore(folder) as store:
+        run_id = store.begin_run("r", {}, [])
+        return store.begin_pipeline(run_id, "p", {}, [], "wheat", "h")
+
+
 def _killed_after_its_first_line(command: str, *args: str) -> str:
     """Start worker `command`, read the line it prints, leave it running half a second (its
     store's watcher commits every 20 ms: many chances to commit what it must not), SIGKILL it.
@@ -157,9 +164,7 @@ def _killed_after_its_first_line(command: str, *args: str) -> str:
 def test_a_crash_between_prediction_and_arrays_never_commits_the_prediction_alone(
     tmp_path: Path,
 ) -> None:
-    with WorkspaceStore(tmp_path) as store:
-        run_id = store.begin_run("r", {}, [])
-        pipeline_id = store.begin_pipeline(run_id, "p", {}, [], "wheat", "h")
+    pipeline_id = _workspace_with_a_pipeline(tmp_path)
     flushed = _killed_after_its_first_line("unpaired", str(tmp_path), pipeline_id)
     with WorkspaceStore(tmp_path, read_only=True) as store:
         ids = store.query_predictions()["prediction_id"].to_list()
@@ -172,9 +177,7 @@ def test_a_crash_between_prediction_and_arrays_never_commits_the_prediction_alon
 def test_a_crash_between_a_chain_and_its_artifacts_stores_no_dangling_chain(
     tmp_path: Path,
 ) -> None:
-    with WorkspaceStore(tmp_path) as store:
-        run_id = store.begin_run("r", {}, [])
-        pipeline_id = store.begin_pipeline(run_id, "p", {}, [], "wheat", "h")
+    pipeline_id = _workspace_with_a_pipeline(tmp_path)
     chain_id = _killed_after_its_first_line("chain_first", str(tmp_path), pipeline_id)
     with WorkspaceStore(tmp_path) as store:
         assert store.get_chain(chain_id) is None  # it waited for its artifact, which never came
