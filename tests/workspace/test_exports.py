@@ -190,3 +190,23 @@ def test_bulk_arrays_stream_in_batches(store: WorkspaceStore, trained: Trained) 
     assert {pid for batch in some for pid in batch} == set(ids[:3])
     with pytest.raises(InvalidValueError):
         next(store.iter_prediction_arrays(batch_size=0))
+
+
+def test_closing_the_store_ends_a_half_read_stream(
+    store: WorkspaceStore, trained: Trained, tmp_path: Path
+) -> None:
+    """A stream left half read does not keep the file open after close(), nor read on."""
+    from holdall.errors import ClosedWorkspaceError
+
+    records = [
+        {**prediction_fields(trained.pipeline_id, None), "y_true": np.arange(4.0) + i}
+        for i in range(6)
+    ]
+    store.save_predictions(records)
+    stream = store.iter_prediction_arrays(batch_size=2)
+    assert len(next(stream)) == 2
+    store.close()
+    with pytest.raises(ClosedWorkspaceError):
+        next(stream)
+    with WorkspaceStore(tmp_path / "ws") as again:
+        assert again.query_predictions().height == 6

@@ -274,7 +274,8 @@ class WorkspaceReads:
 
         Memory stays bounded by a batch whatever the number of predictions. The store holds
         the workspace while the iteration runs (other processes wait for it, bounded by their
-        ``lock_timeout``), so consume it, or close it, promptly.
+        ``lock_timeout``), so consume it, or close it, promptly. Closing the store ends it:
+        reading on raises `ClosedWorkspaceError`.
         """
         if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
             raise InvalidValueError(
@@ -287,7 +288,12 @@ class WorkspaceReads:
             params = [list(prediction_ids)]
         with self._read() as conn:
             reader = conn.sql(sql, params=params).to_arrow_reader(batch_size)
-            for batch in reader:
+            while True:
+                self._session.check_open()  # close() ended the stream while it was paused
+                try:
+                    batch = reader.read_next_batch()
+                except StopIteration:
+                    return
                 yield decode_array_table(pa.Table.from_batches([batch]))
 
     def query_predictions(
