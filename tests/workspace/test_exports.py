@@ -14,7 +14,13 @@ import polars as pl
 import pytest
 import yaml
 
-from holdall.errors import CorruptedFileError, IntegrityError, InvalidValueError, KeyNotFoundError
+from holdall.errors import (
+    ClosedWorkspaceError,
+    CorruptedFileError,
+    IntegrityError,
+    InvalidValueError,
+    KeyNotFoundError,
+)
 from holdall.workspace import WorkspaceStore, replay_chain
 from tests.workspace.conftest import REPO, Trained, prediction_fields, run_worker
 from tests.workspace.ws_models import WavelengthShift
@@ -196,8 +202,6 @@ def test_closing_the_store_ends_a_half_read_stream(
     store: WorkspaceStore, trained: Trained, tmp_path: Path
 ) -> None:
     """A stream left half read does not keep the file open after close(), nor read on."""
-    from holdall.errors import ClosedWorkspaceError
-
     records = [
         {**prediction_fields(trained.pipeline_id, None), "y_true": np.arange(4.0) + i}
         for i in range(6)
