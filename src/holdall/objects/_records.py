@@ -3,12 +3,12 @@
 Tables: ``holdall_objects_schema`` (one row: the schema version), ``experiments`` (id, name,
 fields as JSON, run count, when persisted) and ``runs`` (experiment id, position, run id,
 fields as JSON). DuckDB lets only one process open a file read-write, and opening it costs
-tens of milliseconds, so a session takes an inter-process lock beside it (``<file>.lock``)
-and keeps the lock and the connection between operations (a lease); a watcher thread hands
-both back within ~20 ms when another process announces it is waiting (``<file>.waiters``),
-or after a second without use.
-A killed holder's lock is freed by the kernel, and DuckDB's write-ahead log keeps every
-committed persist. An in-memory database lives as long as its `RecordStore`.
+tens of milliseconds, so a session holds the file through a lease (`holdall._core.lease`,
+as the workspace does): an inter-process lock beside it (``<file>.lock``) kept with the
+connection between operations, handed over in arrival order when another process waits,
+and after a second without use. A killed holder's lock is freed by the kernel, and
+DuckDB's write-ahead log keeps every committed persist. An in-memory database lives as
+long as its `RecordStore`.
 """
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ import datetime
 import json
 import os
 import threading
-import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -31,19 +30,20 @@ import pyarrow as pa
 
 from holdall._core import duckdb_files
 from holdall._core.closing import close_at_exit, forget_at_exit
-from holdall._core.locks import InterProcessLock, WaiterSignal
+from holdall._core.lease import ConnectionLease
 from holdall.errors import (
     ClosedStorageError,
     CorruptedFileError,
     InvalidValueError,
     SchemaVersionError,
-    WorkspaceLockedError,
 )
 
 __all__ = ["ExperimentRow", "RecordStore", "RunRow", "parse_database_url"]
 
 SCHEMA_VERSION = 1
-_WATCH_INTERVAL_S = 0.02
+#: A writer with others waiting keeps the lease this long: a persist takes about 10 ms, so a
+#: turn holds several, and the hand-over (tens of ms) stays a small share (docs/objects.md).
+_TURN_S = 0.3
 #: A lease unused for this long is handed back, so other tools (the DuckDB CLI) can open the
 #: file, and an abandoned session holds nothing.
 _IDLE_RELEASE_S = 1.0
@@ -114,21 +114,20 @@ class RecordStore:
 
     def __init__(self, url: object, *, lock_timeout_s: float) -> None:
         self.path = parse_database_url(url)
-        self.lock_timeout_s = lock_timeout_s
         self._memory: duckdb.DuckDBPyConnection | None = None
-        self._conn: duckdb.DuckDBPyConnection | None = None
-        self._closed = False
-        self._mutex = threading.RLock()
-        self._stop = threading.Event()
-        self._watcher: threading.Thread | None = None
-        self._last_used = time.monotonic()
+        self._memory_mutex = threading.RLock()  # one thread at a time on the in-memory connection
+        self._lease: ConnectionLease | None = None
         if self.path is not None:
-            self._lock = InterProcessLock(
-                self.path.with_name(self.path.name + ".lock"),
+            self._lease = ConnectionLease(
+                self.path,
                 what=f"experiment database {self.path}",
-                error=WorkspaceLockedError,
+                open_connection=self._open,
+                closed_error=self._closed_error,
+                lock_timeout_s=lock_timeout_s,
+                turn_s=_TURN_S,
+                idle_release_s=_IDLE_RELEASE_S,
             )
-            self._waiters = WaiterSignal(self.path.with_name(self.path.name + ".waiters"))
+            close_at_exit(self)
         else:
             self._memory = duckdb_files.connect()
             self._create(self._memory)
@@ -144,26 +143,6 @@ class RecordStore:
         found = conn.execute("SELECT version FROM holdall_objects_schema").fetchall()
         if not found:
             conn.execute("INSERT INTO holdall_objects_schema VALUES (?)", [SCHEMA_VERSION])
-
-    def _check_version(self, conn: duckdb.DuckDBPyConnection) -> None:
-        try:
-            found = conn.execute("SELECT version FROM holdall_objects_schema").fetchall()
-        except duckdb.CatalogException as err:
-            raise SchemaVersionError(
-                f"{self.path} is a DuckDB file without holdall's experiment tables; use "
-                "another file for experiments",
-                path=str(self.path),
-                expected=SCHEMA_VERSION,
-                got=None,
-            ) from err
-        if [row[0] for row in found] != [SCHEMA_VERSION]:
-            raise SchemaVersionError(
-                f"experiment database {self.path} has schema version {found}, this holdall uses "
-                f"{SCHEMA_VERSION}; open it with the holdall version that wrote it",
-                path=str(self.path),
-                expected=SCHEMA_VERSION,
-                got=found,
-            )
 
     @contextlib.contextmanager
     def connect_write(self) -> Iterator[duckdb.DuckDBPyConnection]:
@@ -185,92 +164,68 @@ class RecordStore:
 
     @contextlib.contextmanager
     def _connect(self, *, write: bool) -> Iterator[duckdb.DuckDBPyConnection | None]:
-        with self._mutex:
-            if self._memory is not None:
+        if self._lease is None:
+            with self._memory_mutex:
+                if self._memory is None:
+                    raise self._closed_error()
                 yield self._memory
-                return
-            if self._closed or self.path is None:
-                raise ClosedStorageError(
-                    f"experiment session on {self.url} was closed; create a new session",
-                    path=self.url,
-                )
-            if self._conn is None and not write and not self.path.exists():
+            return
+        if not self._lease.held and self.path is not None and not self.path.exists():
+            self._lease.check_open()
+            if not write:
                 yield None
                 return
-            try:
-                yield self._lease()
-            finally:
-                self._last_used = time.monotonic()
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self._lease.connection() as conn:
+            yield conn
 
-    def _lease(self) -> duckdb.DuckDBPyConnection:
-        """The open connection, taking the lock and opening the file if needed."""
-        if self._conn is not None:
-            return self._conn
-        if self.path is None:
-            raise RuntimeError("an in-memory database has no lease")
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self._waiters.waiting():
-            self._lock.acquire(shared=False, timeout_s=self.lock_timeout_s)
+    def _closed_error(self) -> ClosedStorageError:
+        return ClosedStorageError(
+            f"experiment session on {self.url} was closed; create a new session", path=self.url
+        )
+
+    def _open(self) -> duckdb.DuckDBPyConnection:
+        """Connect to the file (with the lock held) and create or check its tables."""
         try:
-            try:
-                conn = duckdb_files.connect(str(self.path))
-            except duckdb.Error as err:
-                raise CorruptedFileError(
-                    f"experiment database {self.path} cannot be opened by DuckDB: {err}",
-                    path=str(self.path),
-                ) from err
-            try:
-                self._create_or_check(conn)
-            except BaseException:
-                conn.close()
-                raise
+            conn = duckdb_files.connect(str(self.path))
+        except duckdb.Error as err:
+            raise CorruptedFileError(
+                f"experiment database {self.path} cannot be opened by DuckDB: {err}",
+                path=str(self.path),
+            ) from err
+        try:
+            self._create_or_check(conn)
         except BaseException:
-            self._lock.release()
+            conn.close()
             raise
-        self._conn = conn
-        if self._watcher is None:
-            self._watcher = threading.Thread(
-                target=self._watch, name=f"holdall-experiments-lease:{self.path}", daemon=True
-            )
-            self._watcher.start()
-        close_at_exit(self)
         return conn
 
-    def _release(self) -> None:
-        """Close the file connection and hand the lock to whoever waits."""
-        conn, self._conn = self._conn, None
-        if conn is not None:
-            try:
-                conn.close()
-            finally:
-                self._lock.release()
-
-    def _watch(self) -> None:
-        """Hand the lease back when someone waits or it was idle for a while; then stop."""
-        while not self._stop.wait(_WATCH_INTERVAL_S):
-            if not self._mutex.acquire(blocking=False):
-                continue  # an operation is running; look again later
-            try:
-                idle = time.monotonic() - self._last_used > _IDLE_RELEASE_S
-                if self._conn is None or idle or self._waiters.anyone_waiting():
-                    with contextlib.suppress(Exception):  # the next operation reopens, reports
-                        self._release()
-                    self._watcher = None
-                    forget_at_exit(self)
-                    return
-            finally:
-                self._mutex.release()
-
     def _create_or_check(self, conn: duckdb.DuckDBPyConnection) -> None:
-        tables = {
-            row[0] for row in conn.execute("SELECT table_name FROM duckdb_tables()").fetchall()
-        }
-        if "holdall_objects_schema" in tables or not tables:
-            if not tables:
-                self._create(conn)
-            self._check_version(conn)
+        """Create the tables in an empty file, check a holdall file's version, refuse others.
+
+        A holdall file costs one query: every hand-over between processes opens the file.
+        """
+        try:
+            found = conn.execute("SELECT version FROM holdall_objects_schema").fetchall()
+        except duckdb.CatalogException as err:
+            if conn.execute("SELECT count(*) FROM duckdb_tables()").fetchall() != [(0,)]:
+                raise SchemaVersionError(
+                    f"{self.path} is a DuckDB file without holdall's experiment tables; use "
+                    "another file for experiments",
+                    path=str(self.path),
+                    expected=SCHEMA_VERSION,
+                    got=None,
+                ) from err
+            self._create(conn)
             return
-        self._check_version(conn)
+        if [row[0] for row in found] != [SCHEMA_VERSION]:
+            raise SchemaVersionError(
+                f"experiment database {self.path} has schema version {found}, this holdall uses "
+                f"{SCHEMA_VERSION}; open it with the holdall version that wrote it",
+                path=str(self.path),
+                expected=SCHEMA_VERSION,
+                got=found,
+            )
 
     def find(
         self,
@@ -379,18 +334,12 @@ class RecordStore:
 
     def close(self) -> None:
         """Close the database (an in-memory one, and its experiments, are gone); idempotent."""
-        with self._mutex:
-            if self._closed:
-                return
-            self._closed = True
-            self._stop.set()
+        with self._memory_mutex:
             if self._memory is not None:
                 self._memory.close()
                 self._memory = None
-            self._release()
-        watcher = self._watcher
-        if watcher is not None and watcher is not threading.current_thread():
-            watcher.join()
+        if self._lease is not None:
+            self._lease.close()
         forget_at_exit(self)
 
 

@@ -1,43 +1,32 @@
 """One process's access to the workspace database: a lease on a DuckDB connection.
 
-DuckDB lets one process open a file read-write, and then no other process may open it at
-all. So every access first takes the inter-process lock (`holdall._core.locks`): exclusive
-for a read-write store, shared for a read-only one (DuckDB lets many processes read a
-file together as long as none writes). The connection and the lock are then kept (a lease)
-so that consecutive operations cost no reconnect (about 25 ms on DuckDB 2.0), and a
-watcher thread hands them back as soon as another process announces it is waiting.
-Waiters are served in arrival order (`_queue`), so none starves.
-In ``exclusive`` mode the lease is taken at once and kept until `close`.
+The lease (`holdall._core.lease`) holds the inter-process lock, exclusive for a read-write
+store and shared for a read-only one, with the connection, and hands both over to other
+processes in arrival order. This module adds what is the workspace's own: its schema, its
+errors for a damaged or doubly opened file, read-only refusals, and the counters its read
+caches depend on. In ``exclusive`` mode the lease is taken at once and kept until `close`.
 """
 
 from __future__ import annotations
 
 import contextlib
 import threading
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import duckdb
 
 from holdall._core import duckdb_files
-from holdall._core.locks import InterProcessLock, WaiterSignal
+from holdall._core.lease import ConnectionLease
 from holdall.errors import (
     ClosedWorkspaceError,
     CorruptedFileError,
     ReadOnlyStorageError,
     WorkspaceLockedError,
 )
-from holdall.workspace._queue import TicketQueue
 from holdall.workspace._schema import ensure_schema
 
 __all__ = ["Session", "connect_database"]
-
-_WATCH_INTERVAL_S = 0.02
-_TURN_S = 0.1
-"""A holder with waiters behind it keeps the lease this long at most before handing over at
-its next operation: long enough that the reconnect a hand-over costs stays a small share,
-short enough that every waiter's turn comes soon."""
 
 _CORRUPTION_SIGNS = (
     "not a valid DuckDB database file",
@@ -84,7 +73,7 @@ def connect_database(db_path: Path, *, read_only: bool) -> duckdb.DuckDBPyConnec
 
 
 class Session:
-    """A lock-guarded, lazily (re)opened DuckDB connection shared by a store's threads.
+    """The workspace's lease on its DuckDB file, shared by a store's threads.
 
     Parameters
     ----------
@@ -117,46 +106,44 @@ class Session:
         self.db_path = db_path
         self.read_only = read_only
         self.exclusive = exclusive
-        self.lock_timeout_s = lock_timeout_s
-        self._before_release = before_release
-        self._flush_interval_s = flush_interval_s
-        self._lock = InterProcessLock(db_path.with_name(db_path.name + ".lock"), what=str(db_path))
-        self._waiters = WaiterSignal(db_path.with_name(db_path.name + ".waiters"))
-        self._queue = TicketQueue(db_path.with_name(db_path.name + ".queue"))
-        self._mutex = threading.RLock()
-        self._conn: duckdb.DuckDBPyConnection | None = None
-        self._depth = 0  # nesting of `connection` blocks in the thread holding the mutex
-        self._leased_at = 0.0
-        self._closed = False
-        self.lease = 0
+        self._lease = ConnectionLease(
+            db_path,
+            what=str(db_path),
+            open_connection=self._open,
+            closed_error=self._closed_error,
+            lock_timeout_s=lock_timeout_s,
+            shared=read_only,
+            exclusive=exclusive,
+            before_release=None if read_only else before_release,
+            flush_interval_s=flush_interval_s,
+            translate_error=self._corruption,
+        )
         self.generation = 0
         """Bumped by every write transaction of this store: with `lease`, what a cached read
         depends on (no other process writes during a lease, this one bumps it)."""
-        """Changes whenever the lease is taken or handed back: while it keeps its value no
-        other process can have written, so what the store learnt meanwhile still holds."""
-        self._last_flush = time.monotonic()
-        self._stop = threading.Event()
-        self._watcher: threading.Thread | None = None
         with self.connection():
             pass  # create or check the schema now, so a bad file fails at construction
-        if not exclusive:
-            self._watcher = threading.Thread(
-                target=self._watch, name=f"holdall-workspace-lease:{db_path}", daemon=True
-            )
-            self._watcher.start()
+
+    @property
+    def lease(self) -> int:
+        """Changes whenever the lease is taken or handed back: while it keeps its value no
+        other process can have written, so what the store learnt meanwhile still holds."""
+        return self._lease.number
 
     @property
     def closed(self) -> bool:
         """True after `close`."""
-        return self._closed
+        return self._lease.closed
+
+    def _closed_error(self) -> ClosedWorkspaceError:
+        return ClosedWorkspaceError(
+            f"workspace {self.db_path.parent} is closed; open a new WorkspaceStore",
+            path=str(self.db_path.parent),
+        )
 
     def check_open(self) -> None:
         """Raise `ClosedWorkspaceError` (a `ValueError` and a `RuntimeError`) after `close`."""
-        if self._closed:
-            raise ClosedWorkspaceError(
-                f"workspace {self.db_path.parent} is closed; open a new WorkspaceStore",
-                path=str(self.db_path.parent),
-            )
+        self._lease.check_open()
 
     def check_writable(self) -> None:
         """Raise `ClosedWorkspaceError` after `close`, `ReadOnlyStorageError` when read-only."""
@@ -175,37 +162,12 @@ class Session:
         Buffering calls hold it directly (and call `check_open` inside): on the
         one-at-a-time save path a context-manager wrapper costs more than the work.
         """
-        return self._mutex
+        return self._lease.mutex
 
-    @contextlib.contextmanager
-    def connection(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        """Hold the lease (taking it if needed) and yield the connection.
-
-        An operation that starts while another process waits, once this store has held the
-        lease for `_TURN_S`, first hands the lease over and queues again behind it (the
-        watcher alone rarely finds a busy store idle), so turns go round; nested uses inside
-        one operation keep the lease.
-        """
-        with self._mutex:
-            self.check_open()
-            if (
-                self._depth == 0
-                and self._conn is not None
-                and not self.exclusive
-                and time.monotonic() - self._leased_at >= _TURN_S
-                and self._waiters.anyone_waiting()
-            ):
-                self.release()
-            self._depth += 1
-            try:
-                yield self._ensure_connection()
-            except duckdb.Error as err:  # a damaged block is found when it is read
-                error = self._corruption(err)
-                if error is err:
-                    raise
-                raise error from err
-            finally:
-                self._depth -= 1
+    def connection(self) -> contextlib.AbstractContextManager[duckdb.DuckDBPyConnection]:
+        """Hold the lease (taking it if needed) and yield the connection; a damaged block
+        found meanwhile raises `CorruptedFileError` (`ConnectionLease.connection`)."""
+        return self._lease.connection()
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
@@ -215,28 +177,6 @@ class Session:
             self.generation += 1
             with duckdb_files.transaction(conn):
                 yield conn
-
-    def _ensure_connection(self) -> duckdb.DuckDBPyConnection:
-        if self._conn is not None:
-            return self._conn
-        start = time.monotonic()
-        with (
-            self._waiters.waiting(),
-            self._queue.turn(self.lock_timeout_s, self._lock.describe_owner) as left,
-        ):
-            try:
-                self._lock.acquire(shared=self.read_only, timeout_s=left)
-            except WorkspaceLockedError as err:
-                err.waited_s = time.monotonic() - start  # the queue's wait included
-                raise
-        try:
-            self._conn = self._open()
-        except BaseException:
-            self._lock.release()
-            raise
-        self.lease += 1
-        self._leased_at = time.monotonic()
-        return self._conn
 
     def _open(self) -> duckdb.DuckDBPyConnection:
         """Connect and check the schema; a damaged file raises `CorruptedFileError`."""
@@ -273,55 +213,14 @@ class Session:
 
         The lock is held throughout, so no other process sees the file mid-swap.
         """
-        with self._mutex:
+        with self.mutex:
             self.generation += 1
-            self._ensure_connection().close()
-            self._conn = None
-            try:
-                replace()
-            finally:
-                self._conn = self._open()
+            self._lease.reopen(replace)
 
     def release(self) -> None:
         """End the lease now: flush through `before_release`, close, unlock."""
-        with self._mutex:
-            conn, self._conn = self._conn, None
-            self.lease += 1
-            try:
-                if conn is not None and not self.read_only:
-                    self._before_release(conn)
-            finally:
-                if conn is not None:
-                    conn.close()
-                self._lock.release()
-
-    def _watch(self) -> None:
-        while not self._stop.wait(_WATCH_INTERVAL_S):
-            if not self._mutex.acquire(blocking=False):
-                continue  # an operation is running; look again later
-            try:
-                if self._conn is None:
-                    continue
-                if self._waiters.anyone_waiting():
-                    self.release()
-                elif time.monotonic() - self._last_flush >= self._flush_interval_s:
-                    self._last_flush = time.monotonic()
-                    if not self.read_only:
-                        self._before_release(self._conn)
-            except Exception:  # a failed flush is retried, and reported, by the next operation
-                continue
-            finally:
-                self._mutex.release()
+        self._lease.release()
 
     def close(self) -> None:
         """End the lease (committing through `before_release`) and stop the watcher (idempotent)."""
-        with self._mutex:
-            if self._closed:
-                return
-            self._stop.set()
-            try:
-                self.release()
-            finally:
-                self._closed = True
-        if self._watcher is not None and self._watcher is not threading.current_thread():
-            self._watcher.join()
+        self._lease.close()

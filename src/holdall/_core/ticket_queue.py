@@ -1,14 +1,15 @@
-"""Arrival-order turns for the workspace lock, so that no waiter starves.
+"""Arrival-order turns for a lock shared by processes, so that no waiter starves.
 
 ``flock`` is not fair: under contention the process that released the lock often takes it
 straight back, and one writer of six saved 50 times fewer records than another. So a
 process first takes a *ticket* and waits until every earlier ticket has been served, and
 only then waits for the lock itself (which the holder hands over as soon as it sees a
-waiter, see `_session`). A holder that wants the lock again takes a new ticket, behind
+waiter, see `holdall._core.lease`). A holder that wants the lock again takes a new ticket, behind
 everyone already waiting: turns go round in arrival order, and a waiter's wait is bounded by
 the work queued ahead of it.
 
-Tickets are files ``<n>`` (a 20-digit number from a counter file) in ``store.duckdb.queue/``.
+Tickets are files ``<n>`` (a 20-digit number from a counter file) in a folder beside the
+locked file (``store.duckdb.queue/`` for a workspace).
 Each holds an ``flock`` of its owner for as long as the owner waits, so a ticket whose
 ``flock`` can be taken belongs to a dead process and is removed by whoever finds it (a
 ``SIGKILL``-ed waiter never blocks the queue). A ticket is created under a temporary name,
@@ -39,16 +40,19 @@ def _open(path: Path, flags: int = 0) -> int:
 
 
 class TicketQueue:
-    """The queue of processes waiting for one workspace's lock.
+    """The queue of processes waiting for one lock.
 
     Parameters
     ----------
     folder
         The queue folder (``store.duckdb.queue``), created when missing.
+    what
+        How to name the locked thing in error messages.
     """
 
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, *, what: str) -> None:
         self.folder = folder
+        self.what = what
 
     def _next_number(self) -> int:
         """The next ticket number, from the counter file (read and bumped under its flock)."""
@@ -120,9 +124,9 @@ class TicketQueue:
                 waited = time.monotonic() - start
                 if waited >= timeout_s:
                     raise WorkspaceLockedError(
-                        f"{self.folder.parent}: {ahead} process(es) were still queued ahead of "
-                        f"this one for the workspace lock after {timeout_s:g} s; "
-                        f"{describe()}. Raise lock_timeout, or run fewer writers at once.",
+                        f"{self.what}: {ahead} process(es) were still queued ahead of this one "
+                        f"for its lock after {timeout_s:g} s; {describe()}. Raise the lock "
+                        "timeout, or run fewer writers at once.",
                         path=str(self.folder),
                         waited_s=waited,
                     )
