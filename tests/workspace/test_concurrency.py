@@ -131,6 +131,29 @@ def test_sigkill_mid_transaction_leaves_a_consistent_workspace(tmp_path: Path) -
         store.begin_run("after-crash", {}, [])  # still writable
 
 
+def test_a_store_never_closed_commits_its_buffer_at_interpreter_exit(tmp_path: Path) -> None:
+    _run_id, pipeline_id = _setup(tmp_path)
+    result = run_worker("exit_unclosed", str(tmp_path), pipeline_id, "works")
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
+    with WorkspaceStore(tmp_path, read_only=True) as store:
+        assert (
+            store.query_predictions(pipeline_id=pipeline_id)["model_name"].to_list()
+            == ["unclosed"] * 5
+        )
+        assert len(store.load_prediction_arrays()) == 5
+
+
+def test_a_commit_failing_at_interpreter_exit_is_reported(tmp_path: Path) -> None:
+    _run_id, pipeline_id = _setup(tmp_path)
+    result = run_worker("exit_unclosed", str(tmp_path), pipeline_id, "fails")
+    assert "holdall could not close WorkspaceStore(" in result.stderr, result.stderr
+    assert "No space left on device" in result.stderr
+    with WorkspaceStore(tmp_path, read_only=True) as store:  # nothing half-written
+        assert store.query_predictions(pipeline_id=pipeline_id).height == 0
+        assert store.load_prediction_arrays() == {}
+
+
 def test_two_stores_in_one_process_exclude_each_other(tmp_path: Path) -> None:
     with WorkspaceStore(tmp_path, exclusive=True) as first:
         first.begin_run("r", {}, [])

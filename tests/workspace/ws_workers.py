@@ -120,6 +120,21 @@ def chain_first(path: str, pipeline_id: str) -> None:
         time.sleep(60)
 
 
+def exit_unclosed(path: str, pipeline_id: str, commit: str) -> None:
+    """Buffer five predictions and exit without closing the store; `commit` ``fails`` makes
+    the commit at exit fail (as on a full disk)."""
+    store = WorkspaceStore(path, flush_every=1000, flush_interval=3600)
+    for i in range(5):
+        pid = store.save_prediction(**_fields(pipeline_id, i, "unclosed"))  # type: ignore[arg-type]
+        store.save_prediction_arrays(pid, np.arange(8), np.arange(8.0))
+    if commit == "fails":
+
+        def full_disk(self: WorkspaceStore) -> None:
+            raise OSError(28, "No space left on device")
+
+        WorkspaceStore.flush = full_disk  # type: ignore[method-assign]
+
+
 def share(path: str, pipeline_id: str, tag: str, seconds: str) -> None:
     """Write acknowledged pairs for `seconds` (each a commit that needs the lock); print how many."""
     deadline = time.monotonic() + float(seconds)
@@ -153,4 +168,5 @@ if __name__ == "__main__":
         "unpaired": unpaired,
         "chain_first": chain_first,
         "share": share,
+        "exit_unclosed": exit_unclosed,
     }[command](*arguments)

@@ -11,11 +11,8 @@ database access goes through a `Session` (lock, turns and connection lease, see 
 
 from __future__ import annotations
 
-import atexit
-import contextlib
 import os
 import warnings
-import weakref
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -26,7 +23,7 @@ import polars as pl
 import pyarrow as pa
 
 from holdall._core import duckdb_files
-from holdall._core.closing import Closing
+from holdall._core.closing import Closing, close_at_exit, forget_at_exit
 from holdall.errors import HoldallWarning, InvalidValueError, KeyNotFoundError
 from holdall.workspace import _export, _records
 from holdall.workspace._artifact_store import ArtifactStore
@@ -48,18 +45,8 @@ from holdall.workspace._tables import (
 
 __all__ = ["WorkspaceStore"]
 
-_OPEN_STORES: weakref.WeakSet[WorkspaceStore] = weakref.WeakSet()
-
 _LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 _EXPORT_BATCH_ROWS = 20_000  # rows per Arrow batch of a streamed Parquet export
-
-
-@atexit.register
-def _close_open_stores() -> None:
-    """Commit what open stores buffered when the interpreter exits without `close`."""
-    for store in list(_OPEN_STORES):
-        with contextlib.suppress(Exception):
-            store.close()
 
 
 class WorkspaceStore(Closing, ArtifactStore):
@@ -132,7 +119,7 @@ class WorkspaceStore(Closing, ArtifactStore):
             before_release=self._commit_paired,
             flush_interval_s=float(flush_interval),
         )
-        _OPEN_STORES.add(self)
+        close_at_exit(self)  # what is buffered is committed when the caller never closes
 
     @classmethod
     def migrate(cls, workspace_path: str | os.PathLike[str], *, lock_timeout: float = 30.0) -> int:
@@ -191,7 +178,7 @@ class WorkspaceStore(Closing, ArtifactStore):
             )
             self._pending.forget(waiting)
         self._session.close()
-        _OPEN_STORES.discard(self)
+        forget_at_exit(self)
 
     # ------------------------------------------------------------------ runs
 
