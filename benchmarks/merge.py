@@ -95,6 +95,11 @@ def _tree_rss(pid: int) -> int:
     return total
 
 
+def _tree_bytes(folder: Path) -> int:
+    """Bytes of the files under `folder`."""
+    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+
+
 def run_measured(script: str, out: Path, sources: list[str]) -> tuple[float, int]:
     """(seconds, peak RSS of the process tree) of `script` run on `sources`."""
     root = Path(__file__).resolve().parent.parent
@@ -163,6 +168,8 @@ def bench(
             if name.startswith("holdall"):
                 out = out / "merged"
             runs.append(run_measured(script, out, sources))
+        # What the method wrote: holdall's dataset with its tables, xarray's store, the copies.
+        written = _tree_bytes(out.parent if name.startswith("holdall") else out)
         seconds = sorted(r[0] for r in runs)[len(runs) // 2]
         peak = max(r[1] for r in runs)
         results[name] = seconds
@@ -172,6 +179,7 @@ def bench(
                 name,
                 len(sources),
                 f"{size / MB:.0f}",
+                f"{written / MB:.0f}",
                 f"{seconds:.2f}",
                 f"{len(sources) / seconds:.0f}",
                 f"{size / MB / seconds:.0f}",
@@ -190,15 +198,15 @@ def targets(rows: list[list[Any]]) -> list[str]:
     lines = []
     for label in dict.fromkeys(row[0] for row in rows):
         mine = {row[1]: row for row in rows if row[0] == label}
-        ours = float(mine["holdall DatasetMerger"][4])
-        copy = float(mine["raw byte copy"][4])
-        peak = int(mine["holdall DatasetMerger"][7])
+        ours = float(mine["holdall DatasetMerger"][5])
+        copy = float(mine["raw byte copy"][5])
+        peak = int(mine["holdall DatasetMerger"][8])
         parts = [
             f"{label}: holdall takes {ours / copy:.1f}x the raw copy's time (target <= 3x: "
             f"{'met' if ours <= 3 * copy else 'not met'})"
         ]
         if "xarray open_zarr+concat+to_zarr" in mine:
-            slow = float(mine["xarray open_zarr+concat+to_zarr"][4])
+            slow = float(mine["xarray open_zarr+concat+to_zarr"][5])
             parts.append(
                 f"is {slow / ours:.1f}x faster than xarray (target >= 5x: "
                 f"{'met' if slow >= 5 * ours else 'not met'})"
@@ -249,6 +257,7 @@ def main() -> None:
         "method",
         "files",
         "MB in",
+        "MB out",
         "seconds",
         "files/s",
         "MB/s",

@@ -190,7 +190,7 @@ class DatasetWriter:
                 rest = list(plan.dims[1:])
             trailing = sample.shape[1:]
             rows = self._rows_per_chunk(group, trailing, sample.dtype)
-            array = self._create(key, trailing, sample.dtype, [lead, *rest], rows)
+            array = self._create(key, trailing, sample.dtype, [lead, *rest], rows, sample=sample)
         return array
 
     def _codes_output(self, group: GroupPlan) -> GrowingArray:
@@ -209,7 +209,14 @@ class DatasetWriter:
         return max(1, min(self._chunk_rows(group), MAX_CHUNK_BYTES // row_bytes))
 
     def _create(
-        self, key: str, trailing: tuple[int, ...], dtype: np.dtype[Any], dims: list[str], rows: int
+        self,
+        key: str,
+        trailing: tuple[int, ...],
+        dtype: np.dtype[Any],
+        dims: list[str],
+        rows: int,
+        *,
+        sample: np.ndarray[Any, Any] | None = None,
     ) -> GrowingArray:
         self._outputs[key] = GrowingArray.create(
             self.path / key,
@@ -218,6 +225,7 @@ class DatasetWriter:
             chunk_rows=rows,
             dimension_names=dims,
             compress=self._compress,
+            sample=sample,
         )
         return self._outputs[key]
 
