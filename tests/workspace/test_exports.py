@@ -198,6 +198,31 @@ def test_bulk_arrays_stream_in_batches(store: WorkspaceStore, trained: Trained) 
         next(store.iter_prediction_arrays(batch_size=0))
 
 
+def test_the_iterating_thread_uses_the_store_while_a_stream_is_open(
+    store: WorkspaceStore, trained: Trained
+) -> None:
+    """Reads and writes between two batches (a query on the stream's connection ended it)."""
+    from holdall.errors import InvalidValueError
+
+    records = [
+        {**prediction_fields(trained.pipeline_id, None), "y_true": np.arange(4.0) + i}
+        for i in range(6)
+    ]
+    store.save_predictions(records)
+    stream = store.iter_prediction_arrays(batch_size=2)
+    seen = dict(next(stream))
+    assert store.query_predictions().height == 6
+    added = store.save_predictions(records[:1])[0]
+    with pytest.raises(InvalidValueError, match="stream is still being read"):
+        store.vacuum()
+    for batch in stream:
+        seen.update(batch)
+    assert len(seen) == 6  # the stream reads what was stored when it began
+    assert added not in seen
+    store.vacuum()  # the stream is done
+    assert store.query_predictions().height == 7
+
+
 def test_closing_the_store_ends_a_half_read_stream(
     store: WorkspaceStore, trained: Trained, tmp_path: Path
 ) -> None:

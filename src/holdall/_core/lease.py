@@ -107,6 +107,7 @@ class ConnectionLease:
         self._closed = False
         self._stop = threading.Event()
         self._watcher: threading.Thread | None = None
+        self._cursors: list[Connection] = []
 
     @property
     def mutex(self) -> threading.RLock:
@@ -165,6 +166,34 @@ class ConnectionLease:
                 self._depth -= 1
                 self._last_used = time.monotonic()
 
+    @contextlib.contextmanager
+    def cursor(self) -> Iterator[Connection]:
+        """Hold the lease and yield a second connection to its database.
+
+        For a result read across other calls of the same thread (a stream): a query on the
+        leased connection would end a result still open on it. The cursor is closed when the
+        block ends, or before the lease's connection closes (it would keep the file open).
+        """
+        with self.connection() as conn:
+            cursor = conn.cursor()
+            self._cursors.append(cursor)
+            try:
+                yield cursor
+            finally:
+                if cursor in self._cursors:
+                    self._cursors.remove(cursor)
+                cursor.close()
+
+    @property
+    def cursors_open(self) -> int:
+        """How many `cursor` blocks are open."""
+        return len(self._cursors)
+
+    def _close_cursors(self) -> None:
+        cursors, self._cursors = self._cursors, []
+        for cursor in cursors:
+            cursor.close()
+
     def _ensure_connection(self) -> Connection:
         if self._conn is not None:
             return self._conn
@@ -201,7 +230,9 @@ class ConnectionLease:
         The lock is held throughout, so no other process sees the file in between.
         """
         with self._mutex:
-            self._ensure_connection().close()
+            conn = self._ensure_connection()
+            self._close_cursors()
+            conn.close()
             self._conn = None
             try:
                 between()
@@ -222,6 +253,7 @@ class ConnectionLease:
                 if conn is not None and self._before_release is not None:
                     self._before_release(conn)
             finally:
+                self._close_cursors()
                 if conn is not None:
                     conn.close()
                 self._lock.release()

@@ -273,9 +273,10 @@ class WorkspaceReads:
         """Streaming bulk read: `load_prediction_arrays` in batches of `batch_size` predictions.
 
         Memory stays bounded by a batch whatever the number of predictions. The store holds
-        the workspace while the iteration runs (other processes wait for it, bounded by their
-        ``lock_timeout``), so consume it, or close it, promptly. Closing the store ends it:
-        reading on raises `ClosedWorkspaceError`.
+        the workspace while the iteration runs, paused or not: other processes wait for it
+        (bounded by their ``lock_timeout``), and so do the store's calls from other threads;
+        the iterating thread's own calls go ahead. Consume it, or close it, promptly.
+        Closing the store ends it: reading on raises `ClosedWorkspaceError`.
         """
         if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
             raise InvalidValueError(
@@ -286,8 +287,10 @@ class WorkspaceReads:
         if prediction_ids is not None:
             sql += " WHERE list_contains(?, prediction_id)"
             params = [list(prediction_ids)]
-        with self._read() as conn:
-            reader = conn.sql(sql, params=params).to_arrow_reader(batch_size)
+        # Read through a cursor: the iterating thread's own calls meanwhile use the store's
+        # connection, and a query there would end a result still open on it.
+        with self._read(), self._session.cursor() as cursor:
+            reader = cursor.sql(sql, params=params).to_arrow_reader(batch_size)
             while True:
                 self._session.check_open()  # close() ended the stream while it was paused
                 try:

@@ -21,6 +21,7 @@ from holdall._core.lease import ConnectionLease
 from holdall.errors import (
     ClosedWorkspaceError,
     CorruptedFileError,
+    InvalidValueError,
     ReadOnlyStorageError,
     WorkspaceLockedError,
 )
@@ -170,6 +171,14 @@ class Session:
         return self._lease.connection()
 
     @contextlib.contextmanager
+    def cursor(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A second connection to the workspace, for a result read across the same thread's
+        other calls (`ConnectionLease.cursor`); the lease is held until the block ends."""
+        with self._lease.cursor() as cursor:
+            cursor.execute("USE workspace")
+            yield cursor
+
+    @contextlib.contextmanager
     def transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
         """Yield the connection inside ``BEGIN``; commit on success, roll back and re-raise."""
         self.check_writable()
@@ -214,8 +223,18 @@ class Session:
         The lock is held throughout, so no other process sees the file mid-swap.
         """
         with self.mutex:
+            self.check_replaceable()
             self.generation += 1
             self._lease.reopen(replace)
+
+    def check_replaceable(self) -> None:
+        """Raise `InvalidValueError` while a stream reads the file `replace_file` would swap."""
+        if self._lease.cursors_open:
+            raise InvalidValueError(
+                f"workspace {self.db_path.parent}: a prediction-array stream is still being "
+                "read; finish or close it before vacuum() replaces the database file",
+                key=str(self.db_path),
+            )
 
     def release(self) -> None:
         """End the lease now: flush through `before_release`, close, unlock."""

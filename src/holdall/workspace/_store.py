@@ -753,6 +753,7 @@ class WorkspaceStore(Closing, ArtifactStore):
         ``COPY FROM DATABASE`` into a temporary file beside it, then renamed over it.
         """
         self._session.check_writable()
+        self._session.check_replaceable()
         db_path = self._root / "store.duckdb"
         fresh = db_path.with_name(".store.vacuum.duckdb")
         with self._session.connection() as conn:
