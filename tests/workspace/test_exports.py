@@ -7,7 +7,9 @@ import os
 import subprocess
 import sys
 import zipfile
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import polars as pl
@@ -198,18 +200,25 @@ def test_bulk_arrays_stream_in_batches(store: WorkspaceStore, trained: Trained) 
         next(store.iter_prediction_arrays(batch_size=0))
 
 
+def _six_predictions_streamed(
+    store: WorkspaceStore, trained: Trained
+) -> tuple[list[dict[str, Any]], Iterator[dict[str, dict[str, np.ndarray | None]]]]:
+    """Six stored predictions (their records) and a stream of their arrays in batches of 2."""
+    records = [
+        {**prediction_fields(trained.pipeline_id, None), "y_true": np.arange(4.0) + i}
+        for i in range(6)
+    ]
+    store.save_predictions(records)
+    return records, store.iter_prediction_arrays(batch_size=2)
+
+
 def test_the_iterating_thread_uses_the_store_while_a_stream_is_open(
     store: WorkspaceStore, trained: Trained
 ) -> None:
     """Reads and writes between two batches (a query on the stream's connection ended it)."""
     from holdall.errors import InvalidValueError
 
-    records = [
-        {**prediction_fields(trained.pipeline_id, None), "y_true": np.arange(4.0) + i}
-        for i in range(6)
-    ]
-    store.save_predictions(records)
-    stream = store.iter_prediction_arrays(batch_size=2)
+    records, stream = _six_predictions_streamed(store, trained)
     seen = dict(next(stream))
     assert store.query_predictions().height == 6
     added = store.save_predictions(records[:1])[0]
@@ -227,12 +236,7 @@ def test_closing_the_store_ends_a_half_read_stream(
     store: WorkspaceStore, trained: Trained, tmp_path: Path
 ) -> None:
     """A stream left half read does not keep the file open after close(), nor read on."""
-    records = [
-        {**prediction_fields(trained.pipeline_id, None), "y_true": np.arange(4.0) + i}
-        for i in range(6)
-    ]
-    store.save_predictions(records)
-    stream = store.iter_prediction_arrays(batch_size=2)
+    _records, stream = _six_predictions_streamed(store, trained)
     assert len(next(stream)) == 2
     store.close()
     with pytest.raises(ClosedWorkspaceError):
