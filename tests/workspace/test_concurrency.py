@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import signal
 import time
 from pathlib import Path
@@ -142,6 +143,24 @@ def test_a_store_never_closed_commits_its_buffer_at_interpreter_exit(tmp_path: P
             == ["unclosed"] * 5
         )
         assert len(store.load_prediction_arrays()) == 5
+
+
+def test_a_store_never_closed_commits_its_buffer_when_collected(tmp_path: Path) -> None:
+    """Once another process has taken the workspace over, nothing keeps such a store alive."""
+    _run_id, pipeline_id = _setup(tmp_path)
+
+    def save_and_forget() -> None:
+        store = WorkspaceStore(tmp_path, flush_interval=3600)
+        # Without its arrays yet, the prediction stays buffered through the hand-over.
+        store.save_prediction(**prediction_fields(pipeline_id, None))
+        other = run_worker("count", str(tmp_path))
+        assert other.returncode == 0, other.stderr
+        assert other.stdout.split()[-1] == "0"
+
+    save_and_forget()
+    gc.collect()
+    with WorkspaceStore(tmp_path, read_only=True) as store:
+        assert store.query_predictions(pipeline_id=pipeline_id).height == 1
 
 
 def test_a_commit_failing_at_interpreter_exit_is_reported(tmp_path: Path) -> None:

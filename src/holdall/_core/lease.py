@@ -18,6 +18,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Protocol
 
 import duckdb
 
@@ -30,6 +31,16 @@ __all__ = ["ConnectionLease"]
 _WATCH_INTERVAL_S = 0.02
 
 Connection = duckdb.DuckDBPyConnection
+
+
+class _Closable(Protocol):
+    def close(self) -> None: ...
+
+
+def _close_newest_first(resources: list[_Closable]) -> None:
+    """Close readers before the cursor they read from (the cursor is first)."""
+    for resource in reversed(resources):
+        resource.close()
 
 
 class ConnectionLease:
@@ -107,7 +118,9 @@ class ConnectionLease:
         self._closed = False
         self._stop = threading.Event()
         self._watcher: threading.Thread | None = None
-        self._cursors: list[Connection] = []
+        self._cursors: dict[int, list[_Closable]] = {}
+        """Open `cursor` blocks: id of the cursor -> [cursor, readers of its results]. Each is
+        closed before the lease's connection closes: any of them keeps the file open."""
 
     @property
     def mutex(self) -> threading.RLock:
@@ -171,18 +184,21 @@ class ConnectionLease:
         """Hold the lease and yield a second connection to its database.
 
         For a result read across other calls of the same thread (a stream): a query on the
-        leased connection would end a result still open on it. The cursor is closed when the
-        block ends, or before the lease's connection closes (it would keep the file open).
+        leased connection would end a result still open on it. The cursor, and the readers
+        `attach`-ed to it, are closed when the block ends, or before the lease's connection
+        closes (`release`, `close`).
         """
         with self.connection() as conn:
             cursor = conn.cursor()
-            self._cursors.append(cursor)
+            self._cursors[id(cursor)] = [cursor]
             try:
                 yield cursor
             finally:
-                if cursor in self._cursors:
-                    self._cursors.remove(cursor)
-                cursor.close()
+                _close_newest_first(self._cursors.pop(id(cursor), [cursor]))
+
+    def attach(self, cursor: Connection, reader: _Closable) -> None:
+        """Close `reader` (of a result of `cursor`) before `cursor` is closed."""
+        self._cursors[id(cursor)].append(reader)
 
     @property
     def cursors_open(self) -> int:
@@ -190,9 +206,9 @@ class ConnectionLease:
         return len(self._cursors)
 
     def _close_cursors(self) -> None:
-        cursors, self._cursors = self._cursors, []
-        for cursor in cursors:
-            cursor.close()
+        groups, self._cursors = self._cursors, {}
+        for group in groups.values():
+            _close_newest_first(group)
 
     def _ensure_connection(self) -> Connection:
         if self._conn is not None:
@@ -215,13 +231,20 @@ class ConnectionLease:
         self._number += 1
         self._leased_at = self._last_used = self._last_flush = time.monotonic()
         if not self.exclusive:
-            self._watcher = threading.Thread(
+            watcher = threading.Thread(
                 target=self._watch,
                 args=(self._number,),
                 name=f"holdall-lease:{self.db_path}",
                 daemon=True,
             )
-            self._watcher.start()
+            try:
+                watcher.start()
+            except RuntimeError:
+                # Interpreter shutdown (Python 3.12 starts no thread then), while closing at exit
+                # commits a buffer: the lease works without hand-overs, and ends at `close`.
+                pass
+            else:
+                self._watcher = watcher
         return self._conn
 
     def reopen(self, between: Callable[[], None]) -> None:

@@ -291,6 +291,7 @@ class WorkspaceReads:
         # connection, and a query there would end a result still open on it.
         with self._read(), self._session.cursor() as cursor:
             reader = cursor.sql(sql, params=params).to_arrow_reader(batch_size)
+            self._session.attach(cursor, reader)  # close() ends it even while it is paused
             while True:
                 self._session.check_open()  # close() ended the stream while it was paused
                 try:

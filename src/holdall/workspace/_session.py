@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import duckdb
+import pyarrow as pa
 
 from holdall._core import duckdb_files
 from holdall._core.lease import ConnectionLease
@@ -177,6 +178,10 @@ class Session:
         with self._lease.cursor() as cursor:
             cursor.execute("USE workspace")
             yield cursor
+
+    def attach(self, cursor: duckdb.DuckDBPyConnection, reader: pa.RecordBatchReader) -> None:
+        """Close `reader` with `cursor`, or with the lease (`ConnectionLease.attach`)."""
+        self._lease.attach(cursor, reader)
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:

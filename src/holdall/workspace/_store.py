@@ -23,7 +23,7 @@ import polars as pl
 import pyarrow as pa
 
 from holdall._core import duckdb_files
-from holdall._core.closing import Closing, close_at_exit, forget_at_exit
+from holdall._core.closing import Closing, close_at_exit, close_quietly, forget_at_exit
 from holdall.errors import HoldallWarning, InvalidValueError, KeyNotFoundError
 from holdall.workspace import _export, _records
 from holdall.workspace._artifact_store import ArtifactStore
@@ -159,6 +159,12 @@ class WorkspaceStore(Closing, ArtifactStore):
 
     def _check_open(self) -> None:
         self._session.check_open()
+
+    def __del__(self) -> None:
+        # A store never closed commits its buffer when it is collected, as at exit.
+        session = getattr(self, "_session", None)
+        if session is not None and not session.closed:
+            close_quietly(self, when="when it was garbage-collected")
 
     def close(self) -> None:
         """Commit buffered records, close the connection and release the lock (idempotent).
@@ -770,4 +776,6 @@ class WorkspaceStore(Closing, ArtifactStore):
                 )
             finally:
                 conn.execute("DETACH holdall_fresh")
-        self._session.replace_file(lambda: os.replace(fresh, db_path))
+            # Still inside the lease: handed over between the copy and the swap, another
+            # process's writes would be replaced by the copy.
+            self._session.replace_file(lambda: os.replace(fresh, db_path))
