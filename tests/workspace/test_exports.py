@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -230,6 +231,39 @@ def test_the_iterating_thread_uses_the_store_while_a_stream_is_open(
     assert added not in seen
     store.vacuum()  # the stream is done
     assert store.query_predictions().height == 7
+
+
+def test_other_threads_use_the_store_while_a_stream_is_paused(
+    store: WorkspaceStore, trained: Trained
+) -> None:
+    """A paused stream holds no lock of its thread: other threads' calls, close included, run."""
+    records, stream = _six_predictions_streamed(store, trained)
+    seen = dict(next(stream))
+    outcome: list[object] = []
+
+    def other_thread() -> None:
+        try:
+            outcome.append(store.save_predictions(records[:1])[0])
+            outcome.append(store.query_predictions().height)
+        except Exception as err:  # reported by the assertion below
+            outcome.append(err)
+
+    worker = threading.Thread(target=other_thread)
+    worker.start()
+    worker.join(timeout=30)
+    assert not worker.is_alive(), "the other thread waited for the paused stream"
+    assert outcome[1:] == [7], outcome
+    for batch in stream:
+        seen.update(batch)
+    assert len(seen) == 6
+    stream = store.iter_prediction_arrays(batch_size=2)
+    next(stream)
+    closer = threading.Thread(target=store.close)
+    closer.start()
+    closer.join(timeout=30)
+    assert not closer.is_alive(), "close() from another thread waited for the paused stream"
+    with pytest.raises(ClosedWorkspaceError):
+        next(stream)
 
 
 def test_closing_the_store_ends_a_half_read_stream(

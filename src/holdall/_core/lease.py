@@ -18,7 +18,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 import duckdb
 
@@ -26,21 +26,52 @@ from holdall._core.locks import InterProcessLock, WaiterSignal
 from holdall._core.ticket_queue import TicketQueue
 from holdall.errors import WorkspaceLockedError
 
-__all__ = ["ConnectionLease"]
+__all__ = ["ConnectionLease", "LeasedCursor"]
 
 _WATCH_INTERVAL_S = 0.02
 
 Connection = duckdb.DuckDBPyConnection
+T = TypeVar("T")
 
 
 class _Closable(Protocol):
     def close(self) -> None: ...
 
 
-def _close_newest_first(resources: list[_Closable]) -> None:
-    """Close readers before the cursor they read from (the cursor is first)."""
-    for resource in reversed(resources):
-        resource.close()
+class LeasedCursor:
+    """A second connection to a leased database, for a result read across calls and threads.
+
+    A query on the leased connection would end a result still open on it, so a stream reads
+    through a cursor. `read` runs one step of the reading under the cursor's own lock, which
+    `close` takes too, so the lease never closes a result in the middle of a step. `close`
+    closes the readers `attach`-ed to it, then the cursor (each keeps the file open).
+    """
+
+    def __init__(self, cursor: Connection, closed_error: Callable[[], Exception]) -> None:
+        self.cursor = cursor
+        self._closed_error = closed_error
+        self._lock = threading.Lock()
+        self._resources: list[_Closable] = [cursor]
+        self.closed = False
+
+    def attach(self, reader: _Closable) -> None:
+        """Close `reader` (of a result of this cursor) before the cursor."""
+        self._resources.append(reader)
+
+    def read(self, step: Callable[[], T]) -> T:
+        """Run `step` unless the cursor was closed (then raise the lease's `closed_error`)."""
+        with self._lock:
+            if self.closed:
+                raise self._closed_error()
+            return step()
+
+    def close(self) -> None:
+        """Close the attached readers, newest first, then the cursor; idempotent."""
+        with self._lock:
+            resources, self._resources = self._resources, []
+            self.closed = True
+        for resource in reversed(resources):
+            resource.close()
 
 
 class ConnectionLease:
@@ -118,9 +149,9 @@ class ConnectionLease:
         self._closed = False
         self._stop = threading.Event()
         self._watcher: threading.Thread | None = None
-        self._cursors: dict[int, list[_Closable]] = {}
-        """Open `cursor` blocks: id of the cursor -> [cursor, readers of its results]. Each is
-        closed before the lease's connection closes: any of them keeps the file open."""
+        self._cursors: list[LeasedCursor] = []
+        """Open cursors (`open_cursor`): while any is open the lease is not handed over, and
+        each is closed before the lease's connection closes (it would keep the file open)."""
 
     @property
     def mutex(self) -> threading.RLock:
@@ -163,6 +194,7 @@ class ConnectionLease:
                 self._depth == 0
                 and self._conn is not None
                 and not self.exclusive
+                and not self._cursors
                 and time.monotonic() - self._leased_at >= self._turn_s
                 and self._waiters.anyone_waiting()
             ):
@@ -179,36 +211,33 @@ class ConnectionLease:
                 self._depth -= 1
                 self._last_used = time.monotonic()
 
-    @contextlib.contextmanager
-    def cursor(self) -> Iterator[Connection]:
-        """Hold the lease and yield a second connection to its database.
+    def open_cursor(self) -> LeasedCursor:
+        """Take the lease and open a cursor on its connection; end it with `close_cursor`.
 
-        For a result read across other calls of the same thread (a stream): a query on the
-        leased connection would end a result still open on it. The cursor, and the readers
-        `attach`-ed to it, are closed when the block ends, or before the lease's connection
-        closes (`release`, `close`).
+        The caller holds no lock between two reads, so other threads go on using the lease;
+        other processes wait until the cursor is closed.
         """
         with self.connection() as conn:
-            cursor = conn.cursor()
-            self._cursors[id(cursor)] = [cursor]
-            try:
-                yield cursor
-            finally:
-                _close_newest_first(self._cursors.pop(id(cursor), [cursor]))
+            cursor = LeasedCursor(conn.cursor(), self._closed_error)
+            self._cursors.append(cursor)
+            return cursor
 
-    def attach(self, cursor: Connection, reader: _Closable) -> None:
-        """Close `reader` (of a result of `cursor`) before `cursor` is closed."""
-        self._cursors[id(cursor)].append(reader)
+    def close_cursor(self, cursor: LeasedCursor) -> None:
+        """Close `cursor` and let the lease be handed over again (idempotent)."""
+        with self._mutex:
+            if cursor in self._cursors:
+                self._cursors.remove(cursor)
+        cursor.close()
 
     @property
     def cursors_open(self) -> int:
-        """How many `cursor` blocks are open."""
+        """How many cursors are open."""
         return len(self._cursors)
 
     def _close_cursors(self) -> None:
-        groups, self._cursors = self._cursors, {}
-        for group in groups.values():
-            _close_newest_first(group)
+        cursors, self._cursors = self._cursors, []
+        for cursor in cursors:
+            cursor.close()
 
     def _ensure_connection(self) -> Connection:
         if self._conn is not None:
@@ -290,15 +319,8 @@ class ConnectionLease:
                 if self._conn is None or self._number != number:
                     return  # handed back; a new lease has its own watcher
                 now = time.monotonic()
-                unused = now - self._last_used
-                if self._idle_release_s is not None and unused > self._idle_release_s:
-                    self.release()
-                    return
-                # A waiter gets the lease of a holder that is idle or has had its turn, not
-                # in the gap between two operations of a busy one: that would cut its turn
-                # to one operation and spend every turn on reconnecting.
-                idle_or_done = unused >= _WATCH_INTERVAL_S or now - self._leased_at >= self._turn_s
-                if idle_or_done and self._waiters.anyone_waiting():
+                # An open stream (a cursor) keeps the lease until it ends, or until `close`.
+                if not self._cursors and self._should_hand_over(now, now - self._last_used):
                     self.release()
                     return
                 if (
@@ -312,6 +334,15 @@ class ConnectionLease:
                 continue
             finally:
                 self._mutex.release()
+
+    def _should_hand_over(self, now: float, unused: float) -> bool:
+        if self._idle_release_s is not None and unused > self._idle_release_s:
+            return True
+        # A waiter gets the lease of a holder that is idle or has had its turn, not in the gap
+        # between two operations of a busy one: that would cut its turn to one operation and
+        # spend every turn on reconnecting.
+        idle_or_done = unused >= _WATCH_INTERVAL_S or now - self._leased_at >= self._turn_s
+        return idle_or_done and self._waiters.anyone_waiting()
 
     def close(self) -> None:
         """End the lease (through `before_release`) and stop the watcher; idempotent."""

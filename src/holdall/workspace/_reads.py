@@ -272,11 +272,12 @@ class WorkspaceReads:
     ) -> Iterator[dict[str, dict[str, np.ndarray | None]]]:
         """Streaming bulk read: `load_prediction_arrays` in batches of `batch_size` predictions.
 
-        Memory stays bounded by a batch whatever the number of predictions. The store holds
-        the workspace while the iteration runs, paused or not: other processes wait for it
-        (bounded by their ``lock_timeout``), and so do the store's calls from other threads;
-        the iterating thread's own calls go ahead. Consume it, or close it, promptly.
-        Closing the store ends it: reading on raises `ClosedWorkspaceError`.
+        Memory stays bounded by a batch whatever the number of predictions; the batches hold
+        what was stored when the iteration began. The store keeps the workspace until the
+        iteration ends, paused or not: other processes wait for it (bounded by their
+        ``lock_timeout``), so consume it, or close it, promptly. The store's calls go ahead
+        meanwhile, from any thread, except `vacuum`. Closing the store ends it: reading on
+        raises `ClosedWorkspaceError`.
         """
         if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
             raise InvalidValueError(
@@ -287,18 +288,24 @@ class WorkspaceReads:
         if prediction_ids is not None:
             sql += " WHERE list_contains(?, prediction_id)"
             params = [list(prediction_ids)]
-        # Read through a cursor: the iterating thread's own calls meanwhile use the store's
-        # connection, and a query there would end a result still open on it.
-        with self._read(), self._session.cursor() as cursor:
-            reader = cursor.sql(sql, params=params).to_arrow_reader(batch_size)
-            self._session.attach(cursor, reader)  # close() ends it even while it is paused
+        # Read through a cursor: the store's other calls meanwhile, from any thread, use its
+        # connection, where a query would end a result still open. No lock is held between
+        # two batches; the cursor keeps the workspace from being handed over until it ends.
+        with self._read():
+            cursor = self._session.open_cursor()
+        try:
+            reader = cursor.read(
+                lambda: cursor.cursor.sql(sql, params=params).to_arrow_reader(batch_size)
+            )
+            cursor.attach(reader)  # close() ends the stream even while it is paused
             while True:
-                self._session.check_open()  # close() ended the stream while it was paused
                 try:
-                    batch = reader.read_next_batch()
+                    batch = cursor.read(reader.read_next_batch)
                 except StopIteration:
                     return
                 yield decode_array_table(pa.Table.from_batches([batch]))
+        finally:
+            self._session.close_cursor(cursor)
 
     def query_predictions(
         self,

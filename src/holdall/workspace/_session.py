@@ -15,10 +15,9 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import duckdb
-import pyarrow as pa
 
 from holdall._core import duckdb_files
-from holdall._core.lease import ConnectionLease
+from holdall._core.lease import ConnectionLease, LeasedCursor
 from holdall.errors import (
     ClosedWorkspaceError,
     CorruptedFileError,
@@ -171,17 +170,20 @@ class Session:
         found meanwhile raises `CorruptedFileError` (`ConnectionLease.connection`)."""
         return self._lease.connection()
 
-    @contextlib.contextmanager
-    def cursor(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        """A second connection to the workspace, for a result read across the same thread's
-        other calls (`ConnectionLease.cursor`); the lease is held until the block ends."""
-        with self._lease.cursor() as cursor:
-            cursor.execute("USE workspace")
-            yield cursor
+    def open_cursor(self) -> LeasedCursor:
+        """A cursor on the workspace for a stream (`ConnectionLease.open_cursor`); end it with
+        `close_cursor`."""
+        cursor = self._lease.open_cursor()
+        try:
+            cursor.read(lambda: cursor.cursor.execute("USE workspace"))
+        except BaseException:
+            self._lease.close_cursor(cursor)
+            raise
+        return cursor
 
-    def attach(self, cursor: duckdb.DuckDBPyConnection, reader: pa.RecordBatchReader) -> None:
-        """Close `reader` with `cursor`, or with the lease (`ConnectionLease.attach`)."""
-        self._lease.attach(cursor, reader)
+    def close_cursor(self, cursor: LeasedCursor) -> None:
+        """Close a cursor of `open_cursor` (idempotent)."""
+        self._lease.close_cursor(cursor)
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
