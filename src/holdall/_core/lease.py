@@ -55,8 +55,12 @@ class LeasedCursor:
         self.closed = False
 
     def attach(self, reader: _Closable) -> None:
-        """Close `reader` (of a result of this cursor) before the cursor."""
-        self._resources.append(reader)
+        """Close `reader` (of a result of this cursor) before the cursor; at once if it was."""
+        with self._lock:
+            if not self.closed:
+                self._resources.append(reader)
+                return
+        reader.close()
 
     def read(self, step: Callable[[], T]) -> T:
         """Run `step` unless the cursor was closed (then raise the lease's `closed_error`)."""
