@@ -10,7 +10,7 @@ $(BIN)/python:
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
 demo: $(BIN)/python
-	$(BIN)/pip install --quiet -e '.[workspace]'
+	$(BIN)/pip install --quiet -e '.[workspace,plot]'
 	$(BIN)/holdall demo
 
 test: $(BIN)/python
