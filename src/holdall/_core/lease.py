@@ -247,18 +247,20 @@ class ConnectionLease:
         if self._conn is not None:
             return self._conn
         start = time.monotonic()
-        with (
-            self._waiters.waiting(),
-            self._queue.turn(self.lock_timeout_s, self._lock.describe_owner) as left,
-        ):
-            try:
-                self._lock.acquire(shared=self._shared, timeout_s=left)
-            except WorkspaceLockedError as err:
-                err.waited_s = time.monotonic() - start  # the queue's wait included
-                raise
         try:
+            with (
+                self._waiters.waiting(),
+                self._queue.turn(self.lock_timeout_s, self._lock.describe_owner) as left,
+            ):
+                self._lock.acquire(shared=self._shared, timeout_s=left)
             self._conn = self._open()
+        except WorkspaceLockedError as err:
+            err.waited_s = time.monotonic() - start  # the queue's wait included
+            self._lock.release()
+            raise
         except BaseException:
+            # Anything after the lock was taken (leaving the queue, opening the file, Ctrl-C)
+            # gives it back: a lock held without a connection would block the next lease.
             self._lock.release()
             raise
         self._number += 1
