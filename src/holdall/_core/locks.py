@@ -24,10 +24,36 @@ from pathlib import Path
 
 from holdall.errors import StorageLockedError, WorkspaceLockedError
 
-__all__ = ["InterProcessLock", "WaiterSignal", "pid_is_alive"]
+__all__ = ["Backoff", "InterProcessLock", "WaiterSignal", "pid_is_alive"]
 
 _FIRST_POLL_S = 0.001
 _MAX_POLL_S = 0.02
+
+
+class Backoff:
+    """The waits of a bounded poll: sleeps doubling from `first_s` to `max_s`, none past
+    `timeout_s` after the start (``flock`` has no timed wait, so lock waits poll)."""
+
+    def __init__(self, timeout_s: float, *, first_s: float, max_s: float) -> None:
+        self.timeout_s = timeout_s
+        self._start = time.monotonic()
+        self._poll = first_s
+        self._max_s = max_s
+
+    @property
+    def waited(self) -> float:
+        """Seconds since the start."""
+        return time.monotonic() - self._start
+
+    @property
+    def expired(self) -> bool:
+        """True once `timeout_s` has passed."""
+        return self.waited >= self.timeout_s
+
+    def sleep(self) -> None:
+        """Sleep until the next poll (or the deadline, whichever comes first)."""
+        time.sleep(min(self._poll, max(self.timeout_s - self.waited, 0.0)))
+        self._poll = min(self._poll * 2, self._max_s)
 
 
 def pid_is_alive(pid: int) -> bool:
@@ -103,25 +129,22 @@ class InterProcessLock:
             raise RuntimeError(f"{self.what}: lock {self.path} is already held by this instance")
         fd = _open_lock_file(self.path)
         operation = (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB
-        start = time.monotonic()
-        poll = _FIRST_POLL_S
+        backoff = Backoff(timeout_s, first_s=_FIRST_POLL_S, max_s=_MAX_POLL_S)
         while True:
             try:
                 fcntl.flock(fd, operation)
                 break
             except BlockingIOError:
-                waited = time.monotonic() - start
-                if waited >= timeout_s:
+                if backoff.expired:
                     os.close(fd)
                     raise self.error(
                         f"{self.what}: could not take the {'read' if shared else 'write'} lock "
                         f"{self.path} within {timeout_s:g} s; {self.describe_owner()}. "
                         "Wait for that process to finish, or raise lock_timeout.",
                         path=str(self.path),
-                        waited_s=waited,
+                        waited_s=backoff.waited,
                     ) from None
-                time.sleep(min(poll, max(timeout_s - waited, 0.0)))
-                poll = min(poll * 2, _MAX_POLL_S)
+                backoff.sleep()
         self._fd = fd
         self._shared = shared
         if not shared:

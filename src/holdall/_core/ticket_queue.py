@@ -22,10 +22,10 @@ import contextlib
 import fcntl
 import os
 import secrets
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+from holdall._core.locks import Backoff
 from holdall.errors import WorkspaceLockedError
 
 __all__ = ["TicketQueue"]
@@ -116,23 +116,20 @@ class TicketQueue:
             When earlier tickets are still waiting after `timeout_s`; `describe` names the
             holder of the lock.
         """
-        start = time.monotonic()
+        backoff = Backoff(timeout_s, first_s=_POLL_S, max_s=_MAX_POLL_S)
         fd, path = self._take()
         try:
-            poll = _POLL_S
             while (ahead := self._ahead(path.name)) > 0:
-                waited = time.monotonic() - start
-                if waited >= timeout_s:
+                if backoff.expired:
                     raise WorkspaceLockedError(
                         f"{self.what}: {ahead} process(es) were still queued ahead of this one "
                         f"for its lock after {timeout_s:g} s; {describe()}. Raise the lock "
                         "timeout, or run fewer writers at once.",
                         path=str(self.folder),
-                        waited_s=waited,
+                        waited_s=backoff.waited,
                     )
-                time.sleep(min(poll, timeout_s - waited))
-                poll = min(poll * 2, _MAX_POLL_S)
-            yield max(timeout_s - (time.monotonic() - start), 0.0)
+                backoff.sleep()
+            yield max(timeout_s - backoff.waited, 0.0)
         finally:
             path.unlink(missing_ok=True)
             os.close(fd)

@@ -27,12 +27,12 @@ import json
 import os
 import re
 import shutil
-import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from holdall._core.atomic import TEMP_PREFIX, atomic_write_bytes, fsync_dir
 from holdall._core.links import first_link
+from holdall._core.locks import Backoff
 from holdall.errors import CorruptedFileError, StorageLockedError, UnsafePathError
 
 __all__ = [
@@ -109,8 +109,7 @@ class WorkingDirectory:
         Waits at most `timeout_s` for another writer, then raises `StorageLockedError`
         naming it. A folder removed or replaced while we waited is opened again.
         """
-        start = time.monotonic()
-        poll = _FIRST_POLL_S
+        backoff = Backoff(timeout_s, first_s=_FIRST_POLL_S, max_s=_MAX_POLL_S)
         created = False
         while True:
             if create:
@@ -123,19 +122,17 @@ class WorkingDirectory:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
-                waited = time.monotonic() - start
                 inode = os.fstat(fd).st_ino
                 os.close(fd)
-                if waited >= timeout_s:
+                if backoff.expired:
                     raise StorageLockedError(
                         f"{self.root} is being written by {_lock_holder(inode)}: could not take "
                         f"its write lock within {timeout_s:g} s. Wait for that writer to close "
                         "the store, or pass a longer lock_timeout",
                         path=str(self.root),
-                        waited_s=waited,
+                        waited_s=backoff.waited,
                     ) from None
-                time.sleep(min(poll, max(timeout_s - waited, 0.0)))
-                poll = min(poll * 2, _MAX_POLL_S)
+                backoff.sleep()
                 continue
             try:
                 same = os.stat(self.root, follow_symlinks=True).st_ino == os.fstat(fd).st_ino
