@@ -88,7 +88,7 @@ class GrowingArray:
         transpose = None
         compressor: Any = None
         if compress and sample is not None and sample.size:
-            order = component_order((max(len(sample), chunk_rows), *trailing), chunks)
+            order = component_order(chunks, chunks)  # only the trailing axes decide
             transpose, compressor = choose_layout(sample[:chunk_rows], (), order)
         elif compress:
             compressor = numcodecs.Blosc(cname="lz4", clevel=5, shuffle=numcodecs.Blosc.SHUFFLE)
