@@ -15,7 +15,8 @@ SRC = str(Path(holdall.__file__).resolve().parent.parent)
 def child_env() -> dict[str, str]:
     """The environment for a child that imports this checkout's holdall."""
     env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([SRC, env.get("PYTHONPATH", "")])
+    # The checkout's src, and its root for the tests' own helpers (tests.start_line).
+    env["PYTHONPATH"] = os.pathsep.join([SRC, str(Path(SRC).parent), env.get("PYTHONPATH", "")])
     return env
 
 

@@ -11,6 +11,7 @@ import numpy as np
 
 from holdall.objects import DataStore, create_session
 from tests.objects.helpers import run_child, start_child
+from tests.start_line import go_when_ready
 
 # A strided 32 MiB view: the child writes it slab by slab, which leaves time to kill it mid-write.
 PERSIST_BIG = """
@@ -121,13 +122,11 @@ def test_writers_get_fair_shares_of_the_database() -> None:
     code = """
 import pathlib, sys, time
 from holdall.objects import DataStore, create_session
+from tests.start_line import ready_and_wait
 tag = sys.argv[1]
 session = create_session("duckdb:///fair.duckdb", lock_timeout_s=60)
 session.create_experiment(f"{tag}-warm-up").persist()
-pathlib.Path(f"ready-{tag}").touch()
-while not pathlib.Path("go").exists():
-    time.sleep(0.01)
-deadline, done = float(pathlib.Path("go").read_text()) + 3, 0
+deadline, done = ready_and_wait(pathlib.Path.cwd(), tag) + 3, 0
 while time.time() < deadline:
     experiment = session.create_experiment(f"{tag}-{done}")
     experiment.add_run(ds=DataStore(i=done))
@@ -137,13 +136,7 @@ print(done)
 """
     tags = [f"w{i}" for i in range(4)]
     writers = [start_child(code.replace("sys.argv[1]", repr(tag)), Path.cwd()) for tag in tags]
-    deadline = time.monotonic() + 120
-    while not all(Path(f"ready-{tag}").exists() for tag in tags):
-        assert time.monotonic() < deadline, "the writers did not start"
-        assert all(w.poll() is None for w in writers), [w.communicate() for w in writers]
-        time.sleep(0.01)
-    Path("go.tmp").write_text(str(time.time()))
-    Path("go.tmp").rename("go")
+    go_when_ready(Path.cwd(), tags, writers)
     counts = []
     for writer in writers:
         out, err = writer.communicate(timeout=120)

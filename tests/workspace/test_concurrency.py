@@ -12,6 +12,7 @@ import pytest
 
 from holdall.errors import WorkspaceLockedError
 from holdall.workspace import WorkspaceStore
+from tests.start_line import go_when_ready
 from tests.workspace.conftest import Trained, prediction_fields, run_worker, start_worker
 
 
@@ -185,7 +186,13 @@ def test_two_stores_in_one_process_exclude_each_other(tmp_path: Path) -> None:
 def test_writers_get_fair_shares_of_the_lock(tmp_path: Path) -> None:
     """With flock alone one of six writers saved 50x fewer records than another."""
     _run_id, pipeline_id = _setup(tmp_path)
-    writers = [start_worker("share", str(tmp_path), pipeline_id, f"w{i}", "3") for i in range(4)]
+    start = tmp_path.parent / f"{tmp_path.name}-start"
+    start.mkdir()
+    tags = [f"w{i}" for i in range(4)]
+    writers = [
+        start_worker("share", str(tmp_path), pipeline_id, tag, "3", str(start)) for tag in tags
+    ]
+    go_when_ready(start, tags, writers)
     counts = []
     for writer in writers:
         out, err = writer.communicate(timeout=120)

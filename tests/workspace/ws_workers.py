@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from holdall.workspace import ChainBuilder, WorkspaceStore, replay_chain
+from tests.start_line import ready_and_wait
 
 
 def _fields(pipeline_id: str, i: int, tag: str) -> dict[str, object]:
@@ -135,12 +136,14 @@ def exit_unclosed(path: str, pipeline_id: str, commit: str) -> None:
         WorkspaceStore.flush = full_disk  # type: ignore[method-assign]
 
 
-def share(path: str, pipeline_id: str, tag: str, seconds: str) -> None:
-    """Write acknowledged pairs for `seconds` (each a commit that needs the lock); print how many."""
-    deadline = time.monotonic() + float(seconds)
+def share(path: str, pipeline_id: str, tag: str, seconds: str, start_line: str) -> None:
+    """Write acknowledged pairs for `seconds` (each a commit that needs the lock) from the
+    common start (`tests.start_line` in folder `start_line`); print how many."""
     done = 0
     with WorkspaceStore(path, lock_timeout=60) as store:
-        while time.monotonic() < deadline:
+        store.list_runs()  # warm up: modules loaded, the schema checked
+        deadline = ready_and_wait(Path(start_line), tag) + float(seconds)
+        while time.time() < deadline:
             pid = store.save_prediction(**_fields(pipeline_id, done, tag))  # type: ignore[arg-type]
             store.save_prediction_arrays(pid, np.zeros(8), np.zeros(8))
             store.flush()
