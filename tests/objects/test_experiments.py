@@ -356,6 +356,22 @@ def test_many_runs_share_one_object_and_each_reads_back_its_own(db_url: str, roo
     assert [int(run.fields.ds.a[3]) for run in loaded.values()] == list(range(300))
 
 
+@pytest.mark.parametrize("count", [1, 16, 17])
+def test_runs_keep_their_order_and_ids_on_both_insert_paths(db_url: str, count: int) -> None:
+    """Up to 16 runs go in as one VALUES statement, more as an Arrow table: same rows."""
+    session = create_session(db_url)
+    experiment = session.create_experiment(f"runs-{count}")
+    for index in range(count):
+        experiment.add_run(index=index, label=f"run {index}")
+    ids = [run.id_run for run in experiment.runs.values()]
+    experiment.persist()
+    loaded = session.load_experiment(f"runs-{count}").runs.values()
+    assert [run.id_run for run in loaded] == ids
+    assert [(run.fields.index, run.fields.label) for run in loaded] == [
+        (i, f"run {i}") for i in range(count)
+    ]
+
+
 def test_a_record_naming_an_item_the_pack_lacks_is_a_corrupted_file(
     db_url: str, root: Path
 ) -> None:

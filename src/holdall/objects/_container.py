@@ -154,10 +154,10 @@ def _write_local(path: Path, produce: Callable[[BinaryIO], None]) -> None:
     """
     temporary = path.with_name(f".{path.name}.{owner_tag()}.tmp")
     try:
-        handle = open(temporary, "xb")  # noqa: SIM115 - closed below, before the rename
+        handle = open(temporary, "xb", buffering=_WRITE_CHUNK)  # noqa: SIM115 - closed below
     except FileNotFoundError:
         path.parent.mkdir(parents=True, exist_ok=True)
-        handle = open(temporary, "xb")  # noqa: SIM115
+        handle = open(temporary, "xb", buffering=_WRITE_CHUNK)  # noqa: SIM115
     try:
         with handle:
             produce(handle)
