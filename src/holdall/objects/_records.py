@@ -26,7 +26,6 @@ from typing import Any
 
 import duckdb
 import polars as pl
-import pyarrow as pa
 
 from holdall._core import duckdb_files
 from holdall._core.closing import close_at_exit, forget_at_exit
@@ -57,12 +56,6 @@ _CREATE = [
         id_experiment UUID NOT NULL, position INTEGER NOT NULL, id_run UUID NOT NULL,
         fields JSON NOT NULL)""",
 ]
-
-
-_FEW_RUNS = 16
-"""Up to this many runs go in as one parameterized ``VALUES`` statement, more as one Arrow
-table: DuckDB's Python client takes 1-2 ms for the statement against about 3 ms to register,
-scan and unregister a table (measured here), and the table wins from about 30 runs."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -352,27 +345,19 @@ def _loads(text: str, where: str) -> Any:
 def _insert_runs(
     conn: duckdb.DuckDBPyConnection, id_experiment: uuid.UUID, runs: list[RunRow]
 ) -> None:
-    """Insert the rows of `runs` (in order) for the experiment `id_experiment`."""
-    if len(runs) <= _FEW_RUNS:
-        values = ", ".join(["(?, ?, ?, CAST(? AS JSON))"] * len(runs))
-        params: list[Any] = []
-        for position, run in enumerate(runs):
-            params += [id_experiment, position, run.id_run, _dumps(run.fields)]
-        conn.execute(f"INSERT INTO runs VALUES {values}", params)
-        return
-    table = pa.table(
-        {
-            "id_experiment": pa.array([str(id_experiment)] * len(runs), pa.string()),
-            "position": pa.array(range(len(runs)), pa.int32()),
-            "id_run": pa.array([str(run.id_run) for run in runs], pa.string()),
-            "fields": pa.array([_dumps(run.fields) for run in runs], pa.string()),
-        }
+    """Insert the rows of `runs` (in order) for the experiment `id_experiment`.
+
+    The columns go in as list parameters, unnested by DuckDB: one statement for any number
+    of runs (1 ms for one run, 9 ms for 1,000 here). An Arrow table would be 3 ms faster at
+    1,000 runs, 1 ms slower at one, and building it imports pandas (0.3 s in a fresh process).
+    """
+    conn.execute(
+        "INSERT INTO runs SELECT ?, unnest(range(?::INTEGER)), unnest(?::UUID[]), "
+        "unnest(?::VARCHAR[])::JSON",
+        [
+            id_experiment,
+            len(runs),
+            [run.id_run for run in runs],
+            [_dumps(run.fields) for run in runs],
+        ],
     )
-    conn.register("holdall_new_runs", table)
-    try:
-        conn.execute(
-            "INSERT INTO runs SELECT CAST(id_experiment AS UUID), position, "
-            "CAST(id_run AS UUID), CAST(fields AS JSON) FROM holdall_new_runs"
-        )
-    finally:
-        conn.unregister("holdall_new_runs")
