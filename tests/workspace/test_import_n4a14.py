@@ -184,6 +184,45 @@ def test_a_missing_artifact_file_imports_nothing(source: Path, tmp_path: Path) -
     assert not (tmp_path / "dst").exists()
 
 
+def _truncate(path: Path) -> None:
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+def _zero_a_page(path: Path) -> None:
+    data = bytearray(path.read_bytes())
+    middle = len(data) // 3
+    data[middle : middle + 2000] = bytes(2000)  # the footer stays: only the data is damaged
+    path.write_bytes(bytes(data))
+
+
+def _drop_the_targets(path: Path) -> None:
+    pl.read_parquet(path).drop("y_true", "y_pred").write_parquet(path)
+
+
+@pytest.mark.parametrize(
+    ("damage", "error", "match"),
+    [
+        (_truncate, CorruptedFileError, r"array_dataset\.parquet cannot be read"),
+        (_zero_a_page, CorruptedFileError, r"array file in .*arrays cannot be read"),
+        (_drop_the_targets, SchemaVersionError, "lack the columns"),
+    ],
+)
+def test_damaged_array_files_import_nothing_and_say_which(
+    source: Path, tmp_path: Path, damage: Any, error: type[Exception], match: str
+) -> None:
+    """A damaged array file is named (or its folder, when DuckDB does not say which), and the
+    import leaves nothing behind: no destination, no build folder, the source unchanged."""
+    files = sorted((source / "arrays").glob("*.parquet"))
+    for path in files if damage is _drop_the_targets else files[:1]:
+        damage(path)
+    before = _tree_digest(source)
+    with pytest.raises(error, match=match):
+        import_workspace(source, tmp_path / "dst")
+    assert not (tmp_path / "dst").exists()
+    assert not list(tmp_path.glob(".dst.*"))  # the folder it was built in is gone too
+    assert _tree_digest(source) == before
+
+
 @pytest.mark.parametrize(
     ("content", "match"),
     [(b"not a database at all" * 100, "cannot be read"), (None, "not a nirs4all 1.4")],

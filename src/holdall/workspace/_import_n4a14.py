@@ -32,7 +32,7 @@ import duckdb
 import pyarrow as pa
 
 from holdall._core import duckdb_files
-from holdall.errors import WorkspaceLockedError
+from holdall.errors import CorruptedFileError, SchemaVersionError, WorkspaceLockedError
 from holdall.workspace._import_copy import copy_artifacts, copy_chains, layout_sql
 
 __all__ = ["EXTRAS", "TABLES", "copy_extras", "copy_workspace", "is_nirs4all_14", "open_source"]
@@ -237,8 +237,43 @@ def _copy_arrays(conn: duckdb.DuckDBPyConnection, arrays: Path) -> list[str]:
     A prediction written twice (nirs4all appends on upsert) keeps its last row in a file,
     and the first file that has it wins, as nirs4all's reader does. Returns the ids of the
     predictions whose string class labels were left out.
+
+    Raises
+    ------
+    CorruptedFileError
+        When DuckDB cannot read one of the Parquet files (truncated, damaged): the file when
+        DuckDB names it, else the folder.
+    SchemaVersionError
+        When the files lack the columns nirs4all 1.4.x writes.
     """
     files = sorted(p for p in arrays.glob("*.parquet") if p.is_file() and not p.is_symlink())
+    try:
+        return _copy_parquet_arrays(conn, arrays, files)
+    except (duckdb.IOException, duckdb.OutOfMemoryException):
+        raise  # the destination's disk or memory, not the source
+    except duckdb.Error as err:
+        reason = str(err).splitlines()[0]
+        if isinstance(err, duckdb.BinderException | duckdb.CatalogException):
+            raise SchemaVersionError(
+                f"the nirs4all array files in {arrays} lack the columns of a 1.4.x workspace "
+                f"({reason}); nothing was imported",
+                path=str(arrays),
+            ) from err
+        named = [f for f in files if str(f) in str(err)]
+        where = named[0] if named else arrays
+        raise CorruptedFileError(
+            f"nirs4all array file {where} cannot be read ({reason}); nothing was imported"
+            if named
+            else f"a nirs4all array file in {arrays} cannot be read ({reason}); nothing was "
+            "imported",
+            path=str(where),
+        ) from err
+
+
+def _copy_parquet_arrays(
+    conn: duckdb.DuckDBPyConnection, arrays: Path, files: list[Path]
+) -> list[str]:
+    """`_copy_arrays` of the Parquet `files` of folder `arrays`."""
     if not files:
         return []
     tombstones = arrays / "_tombstones.json"
