@@ -260,13 +260,10 @@ def _copy_arrays(conn: duckdb.DuckDBPyConnection, arrays: Path) -> list[str]:
                 path=str(arrays),
             ) from err
         named = [f for f in files if str(f) in str(err)]
-        where = named[0] if named else arrays
+        what = f"nirs4all array file {named[0]}" if named else f"a nirs4all array file in {arrays}"
         raise CorruptedFileError(
-            f"nirs4all array file {where} cannot be read ({reason}); nothing was imported"
-            if named
-            else f"a nirs4all array file in {arrays} cannot be read ({reason}); nothing was "
-            "imported",
-            path=str(where),
+            f"{what} cannot be read ({reason}); nothing was imported",
+            path=str(named[0] if named else arrays),
         ) from err
 
 
