@@ -234,7 +234,7 @@ def main() -> None:
         # Repeats go round all cases in turn, so a change of load on a shared machine hits
         # every library alike instead of one library's whole series. The order of the large
         # cases turns each round: on this VM a write depends on what ran just before it
-        # (np.save of 1 GB took 0.19 s after mltraq's pair, 1.9-2.7 s right after holdall's).
+        # (np.save of 1 GB took 0.2 s right after mltraq's pair, 1.9-3.3 s after the others).
         for round_ in range(max(args.repeats, args.large_repeats)):
             turn = round_ % len(large_libs)
             order = large_libs[turn:] + large_libs[:turn]
@@ -331,8 +331,8 @@ def report(
     return f"""## Objects: DataStore persist and reload (holdall.objects)
 
 `{command}` on {machine_line()}. Every figure is the median of {repeats} runs
-({large_repeats} for the large arrays of holdall and numpy), each operation in a fresh process. Persist is `experiment.persist()` of one run whose DataStore
-holds a float64 array (for numpy: `np.save`); reload is `load_experiment` (for numpy:
+({large_repeats} for the large arrays of holdall and numpy), each operation in a fresh
+process. Persist is `experiment.persist()` of one run whose DataStore holds a float64 array (for numpy: `np.save`); reload is `load_experiment` (for numpy:
 `np.load`) plus one pass over the array (`.sum()`), so memory-mapped data is really read.
 Reads come from the page cache the write just filled, for every library alike; every
 operation starts after `os.sync()`, so no one pays for flushing another's writes. Peak is
