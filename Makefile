@@ -15,6 +15,7 @@ demo: $(BIN)/python
 
 test: $(BIN)/python
 	$(BIN)/pip install --quiet -e '.[test]'
+	$(BIN)/python -m benchmarks.peer_envs n4a071 n4alatest
 	$(MAKE) lint
 	$(BIN)/pytest
 

@@ -2,7 +2,7 @@
 
 Run with ``.venv/bin/python -m benchmarks.objects`` (``--sizes 1,100`` to skip the 1 GB case
 on a busy machine, ``--repeats 1`` for a smoke run). mltraq is installed with pip on first
-use into ``benchmarks/.envs/mltraq``. Every measurement runs in a fresh process, so its
+use into ``benchmarks/.envs/mltraq`` (`benchmarks.peer_envs`). Every measurement runs in a fresh process, so its
 peak resident set size (``getrusage``) is its own: the figure reported is the peak above the
 process's baseline (after imports and a warm-up use of the database, before the value is
 made), divided by the value's size. Writes section ``objects`` of docs/benchmarks.md.
@@ -18,13 +18,12 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import venv
 from pathlib import Path
 from typing import Any
 
 from benchmarks._report import machine_line, markdown_table, write_section
+from benchmarks.peer_envs import PeerEnvError, peer_python
 
-ENVS = Path(__file__).resolve().parent / ".envs"
 SRC = Path(__file__).resolve().parent.parent / "src"
 SMALL_COUNT = 1000
 SMALL_FLOATS = 128  # 1 KiB of float64
@@ -124,22 +123,6 @@ print(json.dumps(out))
 """
 
 
-def peer_python() -> Path | None:
-    """mltraq's interpreter, its venv created with pip on first use (None if that fails)."""
-    python = ENVS / "mltraq" / "bin" / "python"
-    if python.exists():
-        return python
-    try:
-        venv.create(ENVS / "mltraq", with_pip=True)
-        subprocess.run(
-            [str(python), "-m", "pip", "install", "-q", "mltraq"], check=True, timeout=900
-        )
-    except (subprocess.SubprocessError, OSError) as err:
-        print(f"cannot install mltraq: {err}", file=sys.stderr)
-        return None
-    return python
-
-
 def measure(python: Path, lib: str, op: str, items: int, folder: Path) -> dict[str, Any]:
     """Run one operation in a fresh process and return its JSON report."""
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
@@ -225,7 +208,11 @@ def main() -> None:
         )
         return
     ours_python = Path(sys.executable)
-    mltraq_python = peer_python()
+    try:
+        mltraq_python: Path | None = peer_python("mltraq")
+    except PeerEnvError as err:
+        print(err, file=sys.stderr)
+        mltraq_python = None
     libs = {"holdall": ours_python} | ({"mltraq": mltraq_python} if mltraq_python else {})
     tmp = Path(tempfile.mkdtemp(prefix="holdall-bench-objects-"))
     large_libs = list({**libs, "numpy": ours_python}.items())

@@ -21,7 +21,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import venv
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -31,13 +30,12 @@ import numpy as np
 import pyarrow as pa
 
 from benchmarks._report import machine_line, markdown_table, median_seconds, write_section
+from benchmarks.peer_envs import PEERS as PEER_ENVS
+from benchmarks.peer_envs import PeerEnvError, peer_python
 from holdall.workspace import WorkspaceStore
 
-ENVS = Path(__file__).resolve().parent / ".envs"
-PEERS = {
-    "nirs4all 0.7.1": ("n4a071", ["nirs4all==0.7.1", "duckdb<2"]),
-    "nirs4all latest": ("n4alatest", ["nirs4all"]),
-}
+PEERS = {"nirs4all 0.7.1": "n4a071", "nirs4all latest": "n4alatest"}
+"""Label in the report -> environment in `benchmarks.peer_envs`."""
 ARRAY_LEN = 200
 QUOTED_LATEST_RATE = 2_800
 """Predictions/s the issue quotes for nirs4all latest inside a transaction."""
@@ -149,20 +147,16 @@ print(json.dumps(out))
 """
 
 
-def peer_python(env_name: str, requirements: list[str]) -> Path | None:
-    """The interpreter of a peer's venv, created with pip on first use (None if it fails)."""
-    python = ENVS / env_name / "bin" / "python"
-    if python.exists():
-        return python
+def peer_interpreter(env_name: str, label: str, notes: list[str]) -> Path | None:
+    """The peer's interpreter, built on first use; None (and a note) when it cannot be."""
     try:
-        venv.create(ENVS / env_name, with_pip=True)
-        subprocess.run(
-            [str(python), "-m", "pip", "install", "-q", *requirements], check=True, timeout=900
+        return peer_python(env_name)
+    except PeerEnvError as err:
+        print(err, file=sys.stderr)
+        notes.append(
+            f"{label}: could not be installed with pip here ({' '.join(PEER_ENVS[env_name])})."
         )
-    except (subprocess.SubprocessError, OSError) as err:
-        print(f"cannot install {requirements}: {err}", file=sys.stderr)
         return None
-    return python
 
 
 def fields(pipeline_id: str, i: int) -> dict[str, Any]:
@@ -373,10 +367,9 @@ def main() -> None:
         baseline_before = duckdb_baseline(n, repeats, tmp)
         peers: dict[str, dict[str, Any]] = {}
         notes: list[str] = []
-        for label, (env_name, requirements) in PEERS.items():
-            python = peer_python(env_name, requirements)
+        for label, env_name in PEERS.items():
+            python = peer_interpreter(env_name, label, notes)
             if python is None:
-                notes.append(f"{label}: could not be installed with pip here ({requirements}).")
                 continue
             k = 200 if env_name == "n4a071" else n
             config = {

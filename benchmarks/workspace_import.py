@@ -25,7 +25,8 @@ import time
 from pathlib import Path
 
 from benchmarks._report import machine_line, markdown_table, write_section
-from benchmarks.workspace import ARRAY_LEN, ENVS, PEERS, Holdall, peer_python
+from benchmarks.peer_envs import ENVS
+from benchmarks.workspace import ARRAY_LEN, PEERS, Holdall, peer_interpreter
 from holdall.workspace import import_workspace
 
 WRITER = r"""
@@ -121,10 +122,9 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="holdall-bench-import-"))
     rows, notes = [], []
     try:
-        for label, (env_name, requirements) in PEERS.items():
-            python = peer_python(env_name, requirements)
+        for label, env_name in PEERS.items():
+            python = peer_interpreter(env_name, label, notes)
             if python is None:
-                notes.append(f"{label}: could not be installed with pip here ({requirements}).")
                 continue
             for n in (1000,) if args.quick else SIZES[env_name]:
                 version = peer_workspace(python, n, inputs / f"{env_name}-{n}")

@@ -33,12 +33,11 @@ def unpack_workspace(workspace: Path) -> Path:
     return workspace
 
 
-def nirs4all_env(name: str, reason: str) -> tuple[Path, pytest.MarkDecorator]:
+def nirs4all_env(name: str) -> tuple[Path, pytest.MarkDecorator]:
     """(python, skip marker) of the nirs4all environment ``benchmarks/.envs/<name>``.
 
-    The marker skips a test when that environment is not built (`reason` says how to build
-    it): tests that run nirs4all itself need it; CI has none, so they check the fixtures
-    nirs4all wrote instead.
+    Tests that run nirs4all itself need it; ``make test`` builds it (`benchmarks.peer_envs`),
+    so they run in CI. A bare ``pytest`` without it skips them, saying how to build it.
     """
     python = REPO / "benchmarks" / ".envs" / name / "bin" / "python"
     missing = (
@@ -49,6 +48,10 @@ def nirs4all_env(name: str, reason: str) -> tuple[Path, pytest.MarkDecorator]:
             check=False,
         ).returncode
         != 0
+    )
+    reason = (
+        f"nirs4all's environment benchmarks/.envs/{name} is not built: `make test` builds it, "
+        f"as does `python -m benchmarks.peer_envs {name}`"
     )
     return python, pytest.mark.skipif(missing, reason=reason)
 

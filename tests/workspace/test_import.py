@@ -3,9 +3,8 @@
 The source workspaces are written by nirs4all 0.7.1 itself (``n4a07_writer.py``): the one in
 ``fixtures/nirs4all-0.7.1-workspace`` (its ``store.duckdb`` gzipped: DuckDB files are mostly
 empty blocks) always, and a fresh one too when nirs4all 0.7.1's environment is built
-(``benchmarks/.envs/n4a071``, by ``benchmarks/workspace.py`` or by ``python -m venv
-benchmarks/.envs/n4a071 && benchmarks/.envs/n4a071/bin/pip install nirs4all==0.7.1
-'duckdb<2'``). The all-or-nothing and read-only checks also run on a 0.7.x layout created
+(``benchmarks/.envs/n4a071``: ``make test`` builds it, as does ``python -m
+benchmarks.peer_envs n4a071``). The all-or-nothing and read-only checks also run on a 0.7.x layout created
 here from nirs4all's documented DDL.
 """
 
@@ -37,11 +36,7 @@ from holdall.workspace import WorkspaceStore, import_workspace, replay_chain
 from holdall.workspace._cli import add_workspace_parser
 from tests.workspace.conftest import REPO, nirs4all_env, unpack_workspace
 
-NIRS4ALL_071, needs_nirs4all = nirs4all_env(
-    "n4a071",
-    "nirs4all 0.7.1's environment (benchmarks/.envs/n4a071) is not built; see the "
-    "module docstring of tests/workspace/test_import.py",
-)
+NIRS4ALL_071, needs_nirs4all = nirs4all_env("n4a071")
 WRITER = Path(__file__).with_name("n4a07_writer.py")
 
 _TABLES = ("runs", "pipelines", "chains", "predictions", "prediction_arrays", "artifacts", "logs")

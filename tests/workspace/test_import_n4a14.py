@@ -4,7 +4,7 @@ The workspace in ``fixtures/nirs4all-1.4-workspace`` and the records and replays
 were written by nirs4all 1.4.10 itself (``n4a14_writer.py``, scikit-learn 1.9.1): two
 ``nirs4all.run`` pipelines, a pipeline written call by call as nirs4all's executor does,
 a log, a project and a deleted prediction. When that nirs4all's environment is built
-(``benchmarks/.envs/n4alatest``), a freshly written workspace is imported too.
+(``benchmarks/.envs/n4alatest``, which ``make test`` builds), a freshly written workspace is imported too.
 """
 
 from __future__ import annotations
@@ -36,11 +36,7 @@ from tests.workspace.conftest import REPO, nirs4all_env
 from tests.workspace.test_import import _tree_digest
 
 FIXTURE = Path(__file__).with_name("fixtures") / "nirs4all-1.4-workspace"
-NIRS4ALL_LATEST, needs_nirs4all_14 = nirs4all_env(
-    "n4alatest",
-    "the environment of nirs4all's latest release (benchmarks/.envs/n4alatest, "
-    "built by benchmarks/workspace.py) is not built",
-)
+NIRS4ALL_LATEST, needs_nirs4all_14 = nirs4all_env("n4alatest")
 
 
 @pytest.fixture
