@@ -220,6 +220,34 @@ def test_damaged_array_files_import_nothing_and_say_which(
 
 
 @pytest.mark.parametrize(
+    ("update", "match"),
+    [
+        ("UPDATE runs SET config = '{not json' WHERE rowid = 1", r"table runs .*Malformed JSON"),
+        ("UPDATE logs SET created_at = 'yesterday'", r"table logs .*timestamp"),
+        (  # SQLite keeps text in an INTEGER column; the predictions are read by a thread
+            "UPDATE predictions SET n_samples = 'many' WHERE rowid = 2",
+            r"table predictions .*'many'",
+        ),
+    ],
+)
+def test_a_value_of_the_wrong_type_in_the_sqlite_file_imports_nothing(
+    source: Path, tmp_path: Path, update: str, match: str
+) -> None:
+    """SQLite stores any value in any column: one that is not of its column's type is named
+    with its table, and the import leaves nothing behind."""
+    with sqlite3.connect(source / "store.sqlite") as conn:
+        conn.execute(update)
+    conn.close()
+    before = _tree_digest(source)
+    with pytest.raises(CorruptedFileError, match=match) as raised:
+        import_workspace(source, tmp_path / "dst")
+    assert raised.value.path == str(source / "store.sqlite")
+    assert not (tmp_path / "dst").exists()
+    assert not list(tmp_path.glob(".dst.*"))
+    assert _tree_digest(source) == before
+
+
+@pytest.mark.parametrize(
     ("content", "match"),
     [(b"not a database at all" * 100, "cannot be read"), (None, "not a nirs4all 1.4")],
 )

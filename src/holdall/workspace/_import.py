@@ -94,7 +94,8 @@ def import_workspace(
     SchemaVersionError
         When the source is not a workspace layout holdall imports.
     CorruptedFileError, IntegrityError
-        For an artifact file that is missing or does not match its row (nothing is created).
+        For an artifact file that is missing or does not match its row, a 1.4.x array file
+        that cannot be read, or a 1.4.x value not of its column's type (nothing is created).
     WorkspaceLockedError
         When a 1.4.x ``store.sqlite-wal`` holds changes (nirs4all has it open).
     """

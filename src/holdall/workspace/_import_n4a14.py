@@ -124,20 +124,39 @@ def _batches(source: sqlite3.Connection, table: str) -> Iterator[pa.Table]:
         )
 
 
-def _insert(conn: duckdb.DuckDBPyConnection, table: str, batches: Iterable[pa.Table]) -> int:
+def _insert(
+    conn: duckdb.DuckDBPyConnection, db: Path, table: str, batches: Iterable[pa.Table]
+) -> int:
+    """Insert the `batches` of `table` of the SQLite file `db`; return the rows inserted.
+
+    Raises
+    ------
+    CorruptedFileError
+        When a value is not what its column holds (SQLite keeps any value in any column): JSON
+        text that does not parse, a timestamp or a number that is text, a column of mixed types.
+    """
     count = 0
-    for batch in batches:
-        conn.register("batch", batch)
-        try:
+    try:
+        for batch in batches:
+            conn.register("batch", batch)
             conn.execute(_INSERT[table])
-        finally:
+            # not in a `finally`: after a failed statement DuckDB refuses this too, hiding why
             conn.unregister("batch")
-        count += batch.num_rows
+            count += batch.num_rows
+    except (duckdb.ConversionException, pa.ArrowException) as err:
+        reason = str(err).splitlines()[0]
+        raise CorruptedFileError(
+            f"{db}: table {table} holds a value that is not of its column's type ({reason}); "
+            "nothing was imported",
+            path=str(db),
+        ) from err
     return count
 
 
-def _copy_table(conn: duckdb.DuckDBPyConnection, source: sqlite3.Connection, table: str) -> int:
-    return _insert(conn, table, _batches(source, table))
+def _copy_table(
+    conn: duckdb.DuckDBPyConnection, source: sqlite3.Connection, db: Path, table: str
+) -> int:
+    return _insert(conn, db, table, _batches(source, table))
 
 
 class _Prefetch:
@@ -333,14 +352,14 @@ def copy_workspace(
     folder = db.parent
     conn.execute(_STAGING)  # temporary, and rolled back with the transaction on failure
     with _Prefetch(db, "predictions") as predictions:  # read while the arrays are copied
-        counts = {t: _copy_table(conn, source, t) for t in ("runs", "pipelines")}
+        counts = {t: _copy_table(conn, source, db, t) for t in ("runs", "pipelines")}
         step("pipelines")
-        _copy_table(conn, source, "chains")
+        _copy_table(conn, source, db, "chains")
         counts["chains"] = copy_chains(conn, "n4a_chains")
         step("chains")
         string_labels = _copy_arrays(conn, folder / "arrays")
         step("prediction_arrays")
-        counts["predictions"] = _insert(conn, "predictions", predictions)
+        counts["predictions"] = _insert(conn, db, "predictions", predictions)
         step("predictions")
     # arrays whose prediction is gone (deleted without a tombstone) are not imported
     conn.execute(
@@ -350,9 +369,9 @@ def copy_workspace(
     (counts["prediction_arrays"],) = conn.execute(
         "SELECT count(*) FROM prediction_arrays"
     ).fetchall()[0]
-    counts["logs"] = _copy_table(conn, source, "logs")
+    counts["logs"] = _copy_table(conn, source, db, "logs")
     step("logs")
-    _copy_table(conn, source, "artifacts")
+    _copy_table(conn, source, db, "artifacts")
     counts["artifacts"] = copy_artifacts(
         conn, "n4a_artifacts", folder, artifacts_dir, sign=sign, step=step
     )
