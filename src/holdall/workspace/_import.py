@@ -6,7 +6,9 @@ destination at all; the next import into the same destination removes the folder
 killed imports left. The source is opened read-only (its database attached with
 ``READ_ONLY``, or opened immutable, its files only read) and nothing in it changes. One module
 per source layout does the copying: `_import_n4a07` for nirs4all 0.7.x's DuckDB workspace,
-`_import_n4a14` for the SQLite + Parquet workspace of nirs4all 1.4.x.
+`_import_n4a14` for the SQLite + Parquet workspace of nirs4all 1.4.x. This module refuses a
+source it cannot open or whose tables are not that layout's; each layout's module turns what
+goes wrong while copying its content into `holdall.errors`.
 """
 
 from __future__ import annotations
@@ -231,16 +233,7 @@ def _build(db: Path, building: Path, trust: bool, progress: bool) -> dict[str, i
         step = _steps(
             len(_import_n4a07.TABLES) - 1 + int(n_files), f"import {db.parent.name}", progress
         )
-        try:
-            rows = _import_n4a07.copy_workspace(
-                conn, db.parent, building / "artifacts", sign=trust, step=step
-            )
-        except (duckdb.BinderException, duckdb.CatalogException) as err:
-            raise SchemaVersionError(
-                f"{db} has the tables of a nirs4all 0.7.x workspace but not their columns "
-                f"({err}); nothing was imported",
-                path=str(db),
-            ) from err
+        rows = _import_n4a07.copy_workspace(conn, db, building / "artifacts", sign=trust, step=step)
         # Only on success: in a failed transaction DETACH itself fails and hides the error;
         # the rollback and the connection's close let go of the source then.
         conn.execute("DETACH src")

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import duckdb
 
+from holdall.errors import SchemaVersionError
 from holdall.workspace._import_copy import copy_artifacts, copy_chains, layout_sql
 
 __all__ = ["TABLES", "copy_workspace", "is_nirs4all_07"]
@@ -67,17 +68,40 @@ def is_nirs4all_07(conn: duckdb.DuckDBPyConnection) -> bool:
 
 def copy_workspace(
     conn: duckdb.DuckDBPyConnection,
+    db: Path,
+    artifacts_dir: Path,
+    *,
+    sign: bool,
+    step: Callable[[str], None],
+) -> dict[str, int]:
+    """Copy every table and artifact of ``src``, the attached `db` (see `is_nirs4all_07`).
+
+    Runs inside the caller's transaction. Returns the rows copied per table. `step` is
+    called after each table and each artifact file (for a progress bar).
+
+    Raises
+    ------
+    SchemaVersionError
+        When the tables lack the columns nirs4all 0.7.x writes.
+    """
+    try:
+        return _copy_workspace(conn, db.parent, artifacts_dir, sign=sign, step=step)
+    except (duckdb.BinderException, duckdb.CatalogException) as err:
+        raise SchemaVersionError(
+            f"{db} has the tables of a nirs4all 0.7.x workspace but not their columns "
+            f"({err}); nothing was imported",
+            path=str(db),
+        ) from err
+
+
+def _copy_workspace(
+    conn: duckdb.DuckDBPyConnection,
     source: Path,
     artifacts_dir: Path,
     *,
     sign: bool,
     step: Callable[[str], None],
 ) -> dict[str, int]:
-    """Copy every table and artifact of the attached ``src`` (checked with `is_nirs4all_07`).
-
-    Runs inside the caller's transaction. Returns the rows copied per table. `step` is
-    called after each table and each artifact file (for a progress bar).
-    """
     counts: dict[str, int] = {}
     for table in ("runs", "pipelines"):
         counts[table] = len(conn.execute(_COPY[table] + " RETURNING 1").fetchall())
